@@ -1,0 +1,209 @@
+"""What a virtual-time run writes: summary.json, timeseries.csv, plots, and expectation verdicts.
+
+The summary holds, per node, the API-shaped state of every object (rendered by
+:func:`api.render.node_state`, the same code the live API uses), plus what the model measured:
+client latency percentiles from the node's histogram, request rates, backend load and the
+directives that were accepted but not simulated. Every number comes from the model.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import operator
+from pathlib import Path
+
+import orjson
+import yaml
+
+from api.render import node_state
+from sim.metrics import COLUMNS
+
+_OPS = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge, ">": operator.gt}
+
+
+def _latency(hist) -> dict:
+    return {
+        "count": hist.n,
+        "mean_ms": None if hist.mean is None else round(hist.mean, 3),
+        "p50_ms": hist.quantile(0.5),
+        "p90_ms": hist.quantile(0.9),
+        "p99_ms": hist.quantile(0.99),
+        "p999_ms": hist.quantile(0.999),
+    }
+
+
+def build_summary(cluster, version: int = 9) -> dict:
+    sc = cluster.scenario
+    dur_s = cluster.env.now / 1000.0
+    nodes = {}
+    for name, node in cluster.nodes.items():
+        wl = {}
+        for w in cluster.workloads:
+            st = w.stats.get(name)
+            if st is not None:
+                wl[w.spec.name] = {
+                    "sent": st.sent,
+                    "completed": st.completed,
+                    "refused": st.refused,
+                    "discarded": st.discarded,
+                    "statuses": {str(k): v for k, v in sorted(st.statuses.items())},
+                }
+        nodes[name] = {
+            "address": node.address,
+            "up": node.up,
+            "api": node_state(node, version) if node.up else None,
+            "latency": _latency(node.latency),
+            "requests_per_s": round(node.requests_total / dur_s, 3) if dur_s > 0 else None,
+            "workloads": wl,
+        }
+    backends = {
+        addr: {
+            "requests": b.requests,
+            "health_requests": b.health_requests,
+            "refused": b.refused,
+            "max_queue": b.max_queue,
+            "state": b.state,
+        }
+        for addr, b in sorted(cluster.backends.items())
+    }
+    not_sim = []
+    for spec in sc.nodes:
+        for ns in spec.conf.not_simulated:
+            item = {"directive": ns.directive, "where": str(ns.where)}
+            if item not in not_sim:
+                not_sim.append(item)
+    out = {
+        "scenario": sc.name,
+        "seed": cluster.seed,
+        "duration_s": dur_s,
+        "api_version": version,
+        "nodes": nodes,
+        "backends": backends,
+        "faults": [{"at_s": round(t / 1000.0, 3), "action": a, "note": n} for t, a, n in cluster.fault_log],
+        "not_simulated": not_sim,
+    }
+    extra = getattr(cluster, "summary_extra", None)
+    if extra is not None:
+        out.update(extra())
+    return out
+
+
+def lookup(summary: dict, path: str):
+    """Follow a dotted path (``nodes.node1.latency.p99_ms``) through the summary."""
+    cur = summary
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            raise KeyError(path)
+    return cur
+
+
+def check_expectations(summary: dict, expectations) -> list[dict]:
+    verdicts = []
+    for e in expectations:
+        try:
+            actual = lookup(summary, e.metric)
+            ok = isinstance(actual, int | float) and not isinstance(actual, bool) and _OPS[e.op](actual, e.value)
+            reason = None if isinstance(actual, int | float) else "not a number"
+        except KeyError:
+            actual, ok, reason = None, False, "no such metric"
+        v = {"name": e.name or f"{e.metric} {e.op} {e.value}", "metric": e.metric, "op": e.op,
+             "expected": e.value, "actual": actual, "passed": bool(ok)}
+        if reason:
+            v["reason"] = reason
+        verdicts.append(v)
+    return verdicts
+
+
+def write_outputs(cluster, out: Path, summary: dict, verdicts: list[dict]) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    summary = dict(summary, expectations=verdicts)
+    p = out / "summary.json"
+    p.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    written.append(p)
+    p = out / "timeseries.csv"
+    with p.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        w.writeheader()
+        for row in cluster.sampler.rows if cluster.sampler else []:
+            w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    written.append(p)
+    p = out / "scenario.resolved.yaml"
+    resolved = cluster.scenario.model.model_dump(mode="json", exclude_none=True)
+    resolved["seed"] = cluster.seed
+    p.write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
+    written.append(p)
+    written.extend(_plots(cluster, out))
+    return written
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "kind") and hasattr(obj, "params"):
+        return {"dist": obj.kind, "params": list(obj.params)}
+    return obj
+
+
+def _plots(cluster, out: Path) -> list[Path]:
+    rows = cluster.sampler.rows if cluster.sampler else []
+    if not rows:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    for name in cluster.nodes:
+        rs = [r for r in rows if r["node"] == name]
+        t = [r["time_s"] for r in rs]
+        axes[0].plot(t, [r["requests_per_s"] for r in rs], label=name)
+        axes[1].plot(t, [r["latency_p99_ms"] if r["latency_p99_ms"] is not None else math.nan for r in rs], label=name)
+        axes[2].plot(t, [r["responses_5xx"] for r in rs], label=name)
+    axes[0].set_ylabel("requests/s")
+    axes[1].set_ylabel("p99 latency (ms)")
+    axes[2].set_ylabel("5xx responses (cumulative)")
+    axes[2].set_xlabel("simulated time (s)")
+    axes[0].legend(loc="upper right", fontsize="small")
+    fig.suptitle(f"{cluster.scenario.name} (seed {cluster.seed})")
+    fig.tight_layout()
+    p = out / "traffic.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return [p]
+
+
+def summary_table(summary: dict) -> str:
+    """A readable table of the run, one row per node."""
+    head = f"{'node':<10} {'requests':>10} {'req/s':>9} {'2xx':>9} {'4xx':>7} {'5xx':>7} {'p50 ms':>8} {'p99 ms':>8} {'peers up':>9} {'cache hit':>9}"
+    lines = [head, "-" * len(head)]
+    for name, n in summary["nodes"].items():
+        api = n.get("api") or {}
+        http = api.get("http", {})
+        classes = [0, 0, 0, 0, 0]
+        for z in http.get("server_zones", {}).values():
+            for i, k in enumerate(("1xx", "2xx", "3xx", "4xx", "5xx")):
+                classes[i] += z["responses"][k]
+        peers = [p for u in http.get("upstreams", {}).values() for p in u["peers"]]
+        up = sum(1 for p in peers if p["state"] == "up")
+        hits = lookups = 0
+        for c in http.get("caches", {}).values():
+            hits += c["hit"]["responses"]
+            lookups += sum(c[s]["responses"] for s in ("hit", "miss", "expired", "stale", "updating", "revalidated"))
+        lat = n["latency"]
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        total = http.get("requests", {}).get("total", 0)
+        lines.append(
+            f"{name:<10} {total:>10} {fmt(n['requests_per_s']):>9} {classes[1]:>9} {classes[3]:>7} {classes[4]:>7} "
+            f"{fmt(lat['p50_ms']):>8} {fmt(lat['p99_ms']):>8} {f'{up}/{len(peers)}':>9} "
+            f"{(f'{hits / lookups:.1%}' if lookups else '-'):>9}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""The whole simulated system built from a scenario: env, streams, network, backends, nodes.
+
+:class:`Cluster` owns the simpy environment and the named random streams, creates the nodes and
+the shared backends, starts the workloads and the fault timeline, and samples time series.
+Only a driver calls :meth:`run` (the virtual-time CLI, a test, a notebook, or the live pacer);
+requests never advance time themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import simpy
+from simpy.events import Timeout
+
+from .backend import Backend
+from .clock import DEFAULT_EPOCH_MS
+from .faults import apply_fault
+from .metrics import Sampler
+from .network import Network
+from .node import Node
+from .rng import Streams
+from .scenario import Scenario
+from .workload import Workload
+
+
+class Cluster:
+    """A cluster of NGINX Plus nodes and their backends, ready to run."""
+
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, env: simpy.Environment | None = None,
+                 start_workloads: bool = True, sample: bool = True, state_dir=None):
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else seed
+        # where keyval `state=` files live (the run's output directory); None keeps them in memory
+        self.state_dir = None if state_dir is None else Path(state_dir)
+        self.env = env or simpy.Environment()
+        self.streams = Streams(self.seed)
+        self.epoch_ms = scenario.model.epoch_ms if scenario.model.epoch_ms is not None else DEFAULT_EPOCH_MS
+        self.network = Network(self.streams, scenario.link, scenario.node_link)
+        self.hosts = dict(scenario.model.hosts)
+        self.backends: dict[str, Backend] = {}
+        self.nodes: dict[str, Node] = {}
+        self.fault_log: list[tuple[float, str, str]] = []
+        for spec in scenario.nodes:
+            self.network.register_node(spec.name)
+        for i, spec in enumerate(scenario.nodes):
+            self.nodes[spec.name] = Node(self, spec.name, spec.conf, index=i, address=spec.address, params=spec.params)
+        for node in self.nodes.values():
+            node.start()
+        self.workloads: list[Workload] = []
+        for w in scenario.workloads:
+            targets = [self.nodes[n] for n in w.nodes] if w.nodes else list(self.nodes.values())
+            self.workloads.append(Workload(self.env, w, targets, self.streams))
+        if start_workloads:
+            for w in self.workloads:
+                w.start()
+        for i, fault in enumerate(scenario.model.faults):
+            self._schedule_fault(i, fault)
+        self.sampler = Sampler(self, scenario.model.sample_interval) if sample else None
+        if self.sampler is not None:
+            self.sampler.start()
+
+    # --- services the nodes use -------------------------------------------------------------------
+
+    def resolve_name(self, host: str) -> list[str] | None:
+        """The scenario's DNS: a host name -> addresses (node names stand for their addresses)."""
+        entries = self.hosts.get(host)
+        if entries is None:
+            return None
+        out = []
+        for e in entries:
+            node = self.nodes.get(e) if hasattr(self, "nodes") else None
+            out.append(node.address if node is not None else e)
+        return out
+
+    def backend(self, server: str, name: str | None = None) -> Backend | None:
+        """The backend at ``server`` (resolved address), created on first use from the scenario."""
+        b = self.backends.get(server)
+        if b is None:
+            spec = self.scenario.backends.get(server) or (self.scenario.backends.get(name) if name else None)
+            if spec is None:
+                spec = self.scenario.backend_spec(server)
+            elif spec.address != server:
+                from dataclasses import replace
+
+                spec = replace(spec, address=server)
+            b = Backend(self.env, spec, self.streams)
+            self.backends[server] = b
+        return b
+
+    # --- driving ----------------------------------------------------------------------------------
+
+    def run(self, until_ms: float | None = None) -> None:
+        """Advance simulated time to ``until_ms`` (default: the scenario's duration)."""
+        target = self.scenario.duration_ms if until_ms is None else until_ms
+        if target > self.env.now:
+            self.env.run(until=target)
+
+    def _schedule_fault(self, index: int, fault) -> None:
+        def fire(_ev, f=fault):
+            note = apply_fault(self, f, heal=False)
+            self.fault_log.append((self.env.now, f.action, note))
+            if f.duration is not None:
+                ev2 = Timeout(self.env, f.duration)
+                ev2.callbacks.append(lambda _e, f=f: self.fault_log.append((self.env.now, f.action + ":healed", apply_fault(self, f, heal=True))))
+
+        ev = Timeout(self.env, max(fault.at - self.env.now, 0.0))
+        ev.callbacks.append(fire)

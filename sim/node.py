@@ -1,0 +1,483 @@
+"""One NGINX Plus instance: workers, client connections, requests, zones, reload and crash.
+
+A node is built from a typed nginx configuration. It owns what one nginx process tree would
+own: the worker processes (each with its connection and request counters), the http server and
+location zones, the upstreams (http and stream), the proxy caches, keyval zones, limit zones,
+health checkers and the stream side. Client requests enter through :meth:`Node.handle`; a
+location with ``return`` answers at once, one with ``proxy_pass`` goes through the cache and
+:class:`sim.proxy.Proxy`; the response updates every counter on its way out.
+
+Lifecycle: :meth:`reload` bumps ``generation`` and reapplies the configuration (run-time
+changes to upstreams are lost, ids restart at 0, as on a real reload without ``state``);
+:meth:`crash` loses all in-memory state and in-flight requests; :meth:`restart` brings a new
+process up (statistics from zero, keyval ``state`` files and on-disk caches reloaded);
+:meth:`crash_worker` kills one worker, which the master respawns (``processes.respawned``).
+"""
+
+from __future__ import annotations
+
+from simpy.events import Timeout
+
+from .clock import NodeClock
+from .keyval import KeyvalZone
+from .config import NginxConf
+from .proxy import Proxy, Request
+from .routing import Router
+from .upstream import Upstream
+from .zones import LocationZone, ServerZone, SslCounters
+
+NGINX_VERSION = "1.25.1"
+NGINX_BUILD = "nginx-plus-r30"
+
+#: Latency histogram buckets (ms, upper bounds) for client response times; log-spaced.
+import math  # noqa: E402
+
+LAT_BOUNDS = tuple(round(0.05 * 1.08**i, 6) for i in range(240))  # 0.05 ms .. ~5e6 ms
+
+
+class Worker:
+    """A worker process: the connections and requests it handles (``/workers/``, API 9)."""
+
+    __slots__ = ("id", "pid", "accepted", "dropped", "active", "idle", "requests_total", "requests_current")
+
+    def __init__(self, wid: int, pid: int):
+        self.id = wid
+        self.pid = pid
+        self.accepted = self.dropped = self.active = self.idle = 0
+        self.requests_total = self.requests_current = 0
+
+    def reset_statistics(self) -> None:
+        self.accepted = self.dropped = 0
+        self.requests_total = 0
+
+
+class ClientConn:
+    """A client connection; with keepalive it carries several requests."""
+
+    __slots__ = ("worker", "requests", "idle_since", "open", "ssl")
+
+    def __init__(self, worker: Worker, ssl: bool):
+        self.worker = worker
+        self.requests = 0
+        self.idle_since = None
+        self.open = True
+        self.ssl = ssl
+
+
+class LatencyHistogram:
+    """Client response times in log-spaced buckets; percentiles without per-request lists."""
+
+    def __init__(self):
+        self.counts = [0] * (len(LAT_BOUNDS) + 1)
+        self.n = 0
+        self.total = 0.0
+        self._log_base = math.log(1.08)
+
+    def add(self, ms: float) -> None:
+        if ms <= 0.05:
+            i = 0
+        else:
+            i = int(math.log(ms / 0.05) / self._log_base) + 1
+            if i > len(LAT_BOUNDS):
+                i = len(LAT_BOUNDS)
+        self.counts[i] += 1
+        self.n += 1
+        self.total += ms
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for i, c in enumerate(other.counts):
+            self.counts[i] += c
+        self.n += other.n
+        self.total += other.total
+
+    def quantile(self, q: float) -> float | None:
+        """Upper bound of the bucket holding the q-quantile (bucket error <= 8%)."""
+        if self.n == 0:
+            return None
+        target = q * self.n
+        acc = 0
+        for i, c in enumerate(self.counts):
+            acc += c
+            if acc >= target and c:
+                return LAT_BOUNDS[min(i, len(LAT_BOUNDS) - 1)]
+        return LAT_BOUNDS[-1]
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+
+class Node:
+    """A simulated NGINX Plus node."""
+
+    def __init__(self, cluster, name: str, conf: NginxConf, *, index: int, address: str, params: dict | None = None):
+        self.cluster = cluster
+        self.env = cluster.env
+        self.name = name
+        self.index = index
+        self.address = address
+        self.network = cluster.network
+        self.streams = cluster.streams
+        self.params = dict(params or {})
+        self.clock = NodeClock(self.env, cluster.epoch_ms, float(self.params.get("clock_offset_ms", 0.0)))
+        self.conf = conf
+        self.version = NGINX_VERSION
+        self.build = NGINX_BUILD
+        self.generation = 0
+        self.up = True
+        self.pid_base = 1000 + 100 * index
+        self.ppid = self.pid_base
+        self.respawned = 0
+        self.ssl = SslCounters()
+        self.latency = LatencyHistogram()
+        self.requests_discarded = 0
+        self.worker_connections = int(self.params.get("worker_connections", 512))
+        self.cache_hit_ms = float(self.params.get("cache_hit_ms", 0.2))
+        self.api_hook = None  # live mode: callable(req) answering API requests
+        self.events: list[tuple[float, str, str]] = []
+        self._rr_worker = 0
+        self._next_pid = self.pid_base + 1
+        self._build(conf, first=True)
+
+    # --- building -----------------------------------------------------------------------------
+
+    def _new_pid(self) -> int:
+        pid = self._next_pid
+        self._next_pid += 1
+        return pid
+
+    def _build(self, conf: NginxConf, first: bool) -> None:
+        env = self.env
+        self.conf = conf
+        self.load_time = env.now
+        n_workers = max(1, conf.worker_processes)
+        old_workers = getattr(self, "workers", None)
+        self.workers = [Worker(i, self._new_pid()) for i in range(n_workers)]
+        if old_workers and not first:
+            # a reload starts new workers; the node-wide counters carry on
+            for w, old in zip(self.workers, old_workers, strict=False):
+                w.accepted, w.dropped, w.requests_total = old.accepted, old.dropped, old.requests_total
+        http = conf.http
+        old_sz = getattr(self, "server_zones", {})
+        old_lz = getattr(self, "location_zones", {})
+        self.server_zones: dict[str, ServerZone] = {}
+        self.location_zones: dict[str, LocationZone] = {}
+        self.upstreams: dict[str, Upstream] = {}
+        self.static_upstreams: dict[str, Upstream] = {}
+        self._implicit: dict[str, Upstream] = {}
+        self.router = Router(http.servers if http else ())
+        self._server_zone_of: list[ServerZone | None] = []
+        self._loc_zone: dict[int, LocationZone | None] = {}
+        if http:
+            for s in http.servers:
+                zname = s.status_zone
+                if zname:
+                    z = self.server_zones.get(zname) or old_sz.get(zname) or ServerZone(zname)
+                    self.server_zones[zname] = z
+                    self._server_zone_of.append(z)
+                else:
+                    self._server_zone_of.append(None)
+                for loc in _walk(s.locations):
+                    if loc.status_zone:
+                        z = self.location_zones.get(loc.status_zone) or old_lz.get(loc.status_zone)
+                        z = z or LocationZone(loc.status_zone)
+                        self.location_zones[loc.status_zone] = z
+            for uname, uconf in http.upstreams.items():
+                up = Upstream(env, uconf, self.streams.get(f"{self.name}/upstream/{uname}/lb"), self.cluster.resolve_name)
+                (self.upstreams if uconf.zone else self.static_upstreams)[uname] = up
+        self.proxy = Proxy(self)
+        self._build_keyvals(conf, keep=not first)
+        self.events.append((env.now, "config", "loaded" if first else "reloaded"))
+
+    def _build_keyvals(self, conf: NginxConf, keep: bool) -> None:
+        """Keyval zones of http and stream; a reload keeps zones that still exist (shared memory)."""
+        old_http = getattr(self, "keyvals", {}) if keep else {}
+        old_stream = getattr(self, "stream_keyvals", {}) if keep else {}
+        state_dir = self.cluster.state_dir
+        sdir = None if state_dir is None else state_dir / self.name
+        self.keyvals: dict[str, KeyvalZone] = {}
+        self.stream_keyvals: dict[str, KeyvalZone] = {}
+        for side, old, target in (
+            (conf.http, old_http, self.keyvals),
+            (conf.stream, old_stream, self.stream_keyvals),
+        ):
+            if side is None:
+                continue
+            for name, kc in side.keyval_zones.items():
+                z = old.get(name)
+                if z is None or z.conf != kc:
+                    z = KeyvalZone(kc, self.env, self.clock, self.name, sdir)
+                    if kc.state:
+                        z.load_state()
+                target[name] = z
+
+    def start(self) -> None:
+        """Start the node's background activity (health checks, cache loaders, zone_sync)."""
+        self.started_at = self.env.now
+
+    def upstream_named(self, name: str) -> Upstream | None:
+        return self.upstreams.get(name) or self.static_upstreams.get(name)
+
+    def backend_of(self, server: str, name: str | None = None):
+        return self.cluster.backend(server, name)
+
+    def _implicit_upstream(self, address: str) -> Upstream:
+        up = self._implicit.get(address)
+        if up is None:
+            from .config import ServerConf, UpstreamConf
+
+            host, _, port = address.rpartition(":")
+            conf = UpstreamConf(name=address, kind="http", servers=(ServerConf(address=address, host=host, port=int(port)),))
+            up = Upstream(self.env, conf, self.streams.get(f"{self.name}/implicit/{address}"), self.cluster.resolve_name)
+            self._implicit[address] = up
+        return up
+
+    # --- node-wide counters (sums over workers) -------------------------------------------------
+
+    @property
+    def connections_accepted(self) -> int:
+        return sum(w.accepted for w in self.workers)
+
+    @property
+    def connections_dropped(self) -> int:
+        return sum(w.dropped for w in self.workers)
+
+    @property
+    def connections_active(self) -> int:
+        return sum(w.active for w in self.workers)
+
+    @property
+    def connections_idle(self) -> int:
+        return sum(w.idle for w in self.workers)
+
+    @property
+    def requests_total(self) -> int:
+        return sum(w.requests_total for w in self.workers)
+
+    @property
+    def requests_current(self) -> int:
+        return sum(w.requests_current for w in self.workers)
+
+    def reset_connections(self) -> None:
+        for w in self.workers:
+            w.accepted = w.dropped = 0
+
+    def reset_requests(self) -> None:
+        for w in self.workers:
+            w.requests_total = 0
+
+    # --- client connections ---------------------------------------------------------------------
+
+    def open_conn(self, ssl: bool = False, reuse_session: bool = False, handshake_fail: str | None = None) -> ClientConn | None:
+        """Accept a client connection; None when the node is down or out of worker_connections."""
+        if not self.up:
+            return None
+        w = self.workers[self._rr_worker % len(self.workers)]
+        self._rr_worker += 1
+        if w.active + w.idle >= self.worker_connections:
+            w.accepted += 1
+            w.dropped += 1
+            return None
+        w.accepted += 1
+        w.active += 1
+        conn = ClientConn(w, ssl)
+        if ssl:
+            if handshake_fail:
+                self.ssl.count_failure(handshake_fail)
+                w.active -= 1
+                conn.open = False
+                return None
+            self.ssl.handshakes += 1
+            if reuse_session:
+                self.ssl.session_reuses += 1
+        return conn
+
+    def idle_conn(self, conn: ClientConn) -> None:
+        if conn.open and conn.idle_since is None:
+            conn.idle_since = self.env.now
+            conn.worker.active -= 1
+            conn.worker.idle += 1
+
+    def close_conn(self, conn: ClientConn) -> None:
+        if not conn.open:
+            return
+        conn.open = False
+        if conn.idle_since is not None:
+            conn.worker.idle -= 1
+        else:
+            conn.worker.active -= 1
+
+    # --- requests -------------------------------------------------------------------------------
+
+    def handle(self, conn: ClientConn, uri: str, host: str, port: int, client_ip: str, req_bytes: int,
+               done=None, method: str = "GET", vars: dict | None = None, listen_address: str | None = None) -> Request | None:
+        """A request arrives on ``conn``; ``done(req)`` is called when its response is delivered."""
+        if not conn.open or not self.up:
+            return None
+        w = conn.worker
+        if conn.idle_since is not None:
+            conn.idle_since = None
+            w.idle -= 1
+            w.active += 1
+        conn.requests += 1
+        req = Request(self, uri, host, client_ip, req_bytes, done, method)
+        req.conn = conn
+        req.worker = w
+        req.vars = vars
+        req.t0 = self.env.now
+        w.requests_total += 1
+        w.requests_current += 1
+        router = self.router
+        si = router.server_for(host, port, listen_address)
+        if si is None:
+            # no server listens there: nginx would not have accepted the connection
+            w.requests_current -= 1
+            self.requests_discarded += 1
+            return None
+        req.server = si
+        sz = self._server_zone_of[si]
+        req.sz = sz
+        if sz is not None:
+            sz.processing += 1
+            sz.requests += 1
+            sz.received += req_bytes
+        loc = router.location_for(si, uri)
+        req.loc = loc
+        if loc is None:
+            self.respond(req, 404, 0)
+            return req
+        lzname = loc.status_zone
+        if lzname:
+            lz = self.location_zones[lzname]
+            req.lz = lz
+            lz.requests += 1
+            lz.received += req_bytes
+        if loc.return_code is not None:
+            self.respond(req, loc.return_code, len(loc.return_text or ""))
+        elif loc.api:
+            if self.api_hook is not None:
+                self.api_hook(req)
+            else:
+                self.respond(req, 404, 0)
+        elif loc.upstream is not None or loc.proxy_pass_address is not None:
+            up = self.upstream_named(loc.upstream) if loc.upstream else self._implicit_upstream(loc.proxy_pass_address)
+            req.upstream = up
+            self.proxy.start(req)
+        else:
+            self.respond(req, 404, 0)
+        return req
+
+    def expand(self, template: str, req: Request) -> str:
+        """Evaluate the few nginx variables the model knows in a key template."""
+        if "$" not in template:
+            return template
+        path, _, args = req.uri.partition("?")
+        values = {
+            "$request_uri": req.uri,
+            "$uri": path,
+            "$args": args,
+            "$remote_addr": req.client_ip,
+            "$binary_remote_addr": req.client_ip,
+            "$host": req.host,
+            "$http_host": req.host,
+            "$scheme": "http",
+            "$proxy_host": req.upstream.name if req.upstream is not None else "",
+            "$server_name": req.host,
+        }
+        if req.vars:
+            values.update(req.vars)
+        out = template
+        for name in sorted(values, key=len, reverse=True):
+            if name in out:
+                out = out.replace(name, values[name])
+        return out
+
+    def upstream_response(self, req: Request, status: int, nbytes: int) -> None:
+        """The proxy obtained a response; it reaches the client now."""
+        self.respond(req, status, nbytes)
+
+    def upstream_failed(self, req: Request, status: int, kind: str) -> None:
+        self.respond(req, status, 0)
+
+    def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
+        """Send the response (after ``delay`` ms) and update every counter on the way out."""
+        if delay > 0:
+            ev = Timeout(self.env, delay, (req, status, nbytes))
+            ev.callbacks.append(self._respond_cb)
+            return
+        self._complete(req, status, nbytes)
+
+    def _respond_cb(self, ev) -> None:
+        req, status, nbytes = ev._value
+        self._complete(req, status, nbytes)
+
+    def _complete(self, req: Request, status: int, nbytes: int) -> None:
+        if req.final:
+            return
+        req.final = True
+        req.status = status
+        req.resp_bytes = nbytes
+        sz = req.sz
+        if sz is not None:
+            sz.processing -= 1
+            sz.respond(status, nbytes)
+        lz = req.lz
+        if lz is not None:
+            lz.respond(status, nbytes)
+        req.worker.requests_current -= 1
+        self.latency.add(self.env.now - req.t0)
+        if req.done is not None:
+            req.done(req)
+
+    def discard(self, req: Request) -> None:
+        """The request ends without a response (client gone, node crash)."""
+        if req.final:
+            return
+        req.final = True
+        if req.sz is not None:
+            req.sz.processing -= 1
+            req.sz.discarded += 1
+        if req.lz is not None:
+            req.lz.discarded += 1
+        req.worker.requests_current -= 1
+        if req.done is not None:
+            req.done(req)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def reload(self, conf: NginxConf | None = None) -> None:
+        """``nginx -s reload``: generation + 1, new load time, configuration applied again."""
+        self.generation += 1
+        self._build(conf or self.conf, first=False)
+
+    def crash_worker(self, wid: int = 0) -> None:
+        """A worker dies abnormally and the master respawns it."""
+        w = self.workers[wid % len(self.workers)]
+        self.respawned += 1
+        w.pid = self._new_pid()
+        w.active = w.idle = 0
+        self.events.append((self.env.now, "worker", f"worker {w.id} respawned"))
+
+    def crash(self) -> None:
+        """The whole node dies: connections and in-memory state are gone until :meth:`restart`."""
+        self.up = False
+        self.events.append((self.env.now, "node", "crashed"))
+
+    def restart(self) -> None:
+        """A new nginx process: statistics from zero, configuration loaded afresh."""
+        self.up = True
+        self.generation = 0
+        self.respawned = 0
+        self.ssl = SslCounters()
+        self.ppid = self._new_pid()
+        self.server_zones = {}
+        self.location_zones = {}
+        self.workers = []
+        self._build(self.conf, first=True)
+        self.events.append((self.env.now, "node", "restarted"))
+
+
+def _walk(locs):
+    for loc in locs:
+        yield loc
+        yield from _walk(loc.locations)

@@ -1,0 +1,622 @@
+"""Upstream groups and their peers (``upstream`` / ``server``), http and stream.
+
+A :class:`Peer` counts its own traffic with the API's field names and knows its state:
+``down`` and ``draining`` come from its configuration, ``checking`` and ``unhealthy`` from
+active health checks (:mod:`sim.health`), and ``unavail`` from passive failure detection as
+nginx's round-robin module does it: a failed attempt increments the in-window failure count and
+stamps ``checked``; once ``max_fails`` is reached the peer is skipped until ``fail_timeout`` has
+passed since the last stamp, then tried again; the first success after a fresh selection clears
+the count. An :class:`Upstream` owns its peers (primary and backup lists), its balancer, its
+``queue`` and the run-time add/patch/remove operations with nginx's validation rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import deque
+
+from . import errors
+from .balancer import make_balancer
+from .clock import UnitError, format_seconds, parse_duration
+from .config import ServerConf, UpstreamConf
+
+DOWNISH = ("unavail", "checking", "unhealthy")
+
+#: Largest values accepted for integer server parameters through the API (nginx stores them
+#: in ngx_uint_t fields but rejects absurd values; see docs/decisions.md).
+MAX_WEIGHT = 1_000_000
+MAX_INT = 2**31 - 1
+MAX_TIME_MS = 2**31 - 1
+
+_EMA_NEW = 0.05
+
+
+class Peer:
+    """One server of an upstream: configuration, state and statistics."""
+
+    def __init__(self, upstream: Upstream, pid: int, conf: ServerConf, server: str, now: float):
+        self.upstream = upstream
+        self.id = pid
+        self.name = conf.address  # as written in the server directive
+        self.server = server  # the resolved address
+        self.host = conf.host
+        self.port = conf.port
+        self.address = conf.address
+        self.service = conf.service
+        self.backup = conf.backup
+        self.weight = conf.weight
+        self.max_conns = conf.max_conns
+        self.max_fails = conf.max_fails
+        self.fail_timeout_ms = conf.fail_timeout_ms
+        self.slow_start_ms = conf.slow_start_ms
+        self.route = conf.route
+        self.down = conf.down
+        self.drain = conf.drain
+        self.parent: int | None = None
+        self.resolved_host: str | None = None
+        self.removed = False
+        # balancer state
+        self.effective_weight = conf.weight
+        self.current_weight = 0
+        # passive failure state (nginx's peer->fails, checked, accessed)
+        self._fails = 0
+        self.checked = now
+        self.accessed = now
+        self._unavail_until: float | None = None
+        self._ramp_start: float | None = None
+        # active health checks: None (no opinion), "checking" or "unhealthy"
+        self.hc_state: str | None = None
+        self.hc_checks = 0
+        self.hc_fails = 0
+        self.hc_unhealthy = 0
+        self.hc_last_passed: bool | None = None
+        # statistics (API names)
+        self.active = 0
+        self.requests = 0
+        self.responses = [0, 0, 0, 0, 0]  # 1xx..5xx
+        self.codes: dict[int, int] = {}
+        self.sent = 0
+        self.received = 0
+        self.fails = 0
+        self.unavail = 0
+        self._downtime = 0.0
+        self._down_since: float | None = None
+        self.selected: float | None = None  # sim ms
+        self.header_time: float | None = None
+        self.response_time: float | None = None
+        # stream peers
+        self.connections = 0
+        self.connect_time: float | None = None
+        self.first_byte_time: float | None = None
+        # response time histogram (API 9, PLS.37), bucket upper bounds in ms
+        self.hist = [0] * len(HIST_BOUNDS)
+        self.hist_sum = 0.0
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _sync(self, now: float) -> None:
+        """Close an ``unavail`` period whose fail_timeout has run out (lazily, when asked)."""
+        until = self._unavail_until
+        if until is not None and now > until:
+            self._unavail_until = None
+            if self.hc_state is None and self._down_since is not None:
+                self._downtime += until - self._down_since
+                self._down_since = None
+            if self.slow_start_ms and not self.upstream.single:
+                self._begin_ramp(until)
+
+    def is_unavail(self, now: float) -> bool:
+        return (
+            self.max_fails > 0
+            and self._fails >= self.max_fails
+            and now - self.checked <= self.fail_timeout_ms
+            and not self.upstream.single
+        )
+
+    def state_at(self, now: float) -> str:
+        self._sync(now)
+        if self.down:
+            return "down"
+        if self.drain:
+            return "draining"
+        if self.hc_state is not None:
+            return self.hc_state
+        if self.is_unavail(now):
+            return "unavail"
+        return "up"
+
+    @property
+    def state(self) -> str:
+        return self.state_at(self.upstream.env.now)
+
+    def downtime_at(self, now: float) -> float:
+        self._sync(now)
+        extra = now - self._down_since if self._down_since is not None else 0.0
+        return self._downtime + extra
+
+    def downstart_at(self, now: float) -> float | None:
+        """Sim time the current unavail/checking/unhealthy period began (None when not down)."""
+        self._sync(now)
+        return self._down_since
+
+    def _begin_ramp(self, at: float) -> None:
+        # the balancer raises effective_weight by one per selection up to lb_weight, so start low
+        self._ramp_start = at
+        self.effective_weight = 1
+
+    @property
+    def lb_weight(self) -> int:
+        """The weight balancing uses now: ramps linearly from 1 to ``weight`` during slow_start."""
+        start = self._ramp_start
+        if start is None:
+            return self.weight
+        now = self.upstream.env.now
+        elapsed = now - start
+        if elapsed >= self.slow_start_ms or elapsed < 0:
+            if elapsed >= self.slow_start_ms:
+                self._ramp_start = None
+            return self.weight
+        return max(1, math.ceil(self.weight * elapsed / self.slow_start_ms))
+
+    def set_hc_state(self, state: str | None, now: float) -> None:
+        """Health checks move the peer in or out of ``checking``/``unhealthy``."""
+        self._sync(now)
+        was_down = self._down_since is not None
+        if state == "unhealthy" and self.hc_state != "unhealthy":
+            self.hc_unhealthy += 1
+        prev = self.hc_state
+        self.hc_state = state
+        if state is not None and not was_down:
+            self._down_since = now
+        elif state is None and was_down and not self.is_unavail(now):
+            self._downtime += now - self._down_since
+            self._down_since = None
+            if prev == "unhealthy" and self.slow_start_ms and not self.upstream.single:
+                self._begin_ramp(now)
+
+    # --- traffic ------------------------------------------------------------------------------
+
+    def note_selected(self, now: float) -> None:
+        self.selected = now
+        if now - self.checked > self.fail_timeout_ms:
+            self.checked = now
+
+    def note_failure(self, now: float) -> None:
+        """A failed attempt (error, timeout, or a status listed in proxy_next_upstream)."""
+        self._sync(now)
+        self.fails += 1
+        self._fails += 1
+        self.checked = now
+        self.accessed = now
+        if self.max_fails:
+            self.effective_weight -= self.weight // self.max_fails
+            if self.effective_weight < 0:
+                self.effective_weight = 0
+            if self._fails >= self.max_fails and not self.upstream.single:
+                self.unavail += 1
+                self._unavail_until = now + self.fail_timeout_ms
+                self._ramp_start = None
+                if self._down_since is None:
+                    self._down_since = now
+
+    def note_success(self, now: float) -> None:
+        self.accessed = now
+        if self.accessed < self.checked:
+            self._fails = 0
+        # nginx compares with strict "<"; in a discrete simulation the selection stamp and the
+        # success can coincide, so a success at or after a fresh selection clears the count too.
+        elif self._fails and self.checked == now:
+            self._fails = 0
+
+    def count_response(self, status: int, nbytes: int, header_ms: float, total_ms: float) -> None:
+        self.responses[status // 100 - 1] += 1
+        codes = self.codes
+        codes[status] = codes.get(status, 0) + 1
+        self.received += nbytes
+        ht = self.header_time
+        self.header_time = header_ms if ht is None else ht + _EMA_NEW * (header_ms - ht)
+        rt = self.response_time
+        self.response_time = total_ms if rt is None else rt + _EMA_NEW * (total_ms - rt)
+        i = 0
+        for bound in HIST_BOUNDS:
+            if total_ms <= bound:
+                break
+            i += 1
+        self.hist[i if i < len(HIST_BOUNDS) else -1] += 1
+        self.hist_sum += total_ms
+
+    def reset_statistics(self) -> None:
+        """DELETE /http/upstreams/{u}/: counters back to zero; state and gauges untouched."""
+        self.requests = 0
+        self.responses = [0, 0, 0, 0, 0]
+        self.codes = {}
+        self.sent = self.received = 0
+        self.fails = self.unavail = 0
+        self.hc_checks = self.hc_fails = self.hc_unhealthy = 0
+        self.connections = 0
+        self._downtime = 0.0
+        if self._down_since is not None:
+            self._down_since = self.upstream.env.now
+        self.hist = [0] * len(HIST_BOUNDS)
+        self.hist_sum = 0.0
+
+    @property
+    def responses_total(self) -> int:
+        return sum(self.responses)
+
+    # --- configuration as the API shows it ------------------------------------------------------
+
+    def conf_dict(self, kind: str) -> dict:
+        d: dict = {
+            "id": self.id,
+            "server": self.name if self.parent is None else self.server,
+        }
+        if self.service is not None:
+            d["service"] = self.service
+        d.update(
+            weight=self.weight,
+            max_conns=self.max_conns,
+            max_fails=self.max_fails,
+            fail_timeout=format_seconds(self.fail_timeout_ms),
+            slow_start=format_seconds(self.slow_start_ms),
+        )
+        if kind == "http":
+            d["route"] = self.route
+        d["backup"] = self.backup
+        d["down"] = self.down
+        if kind == "http" and self.drain:
+            d["drain"] = True
+        if self.parent is not None:
+            d["parent"] = self.parent
+            d["host"] = self.resolved_host
+        return d
+
+
+#: Upper bounds (ms) of the response-time histogram buckets; the last bucket is "inf".
+HIST_BOUNDS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000, math.inf)
+
+
+class Upstream:
+    """A group of peers with its balancer, queue and run-time configuration API."""
+
+    def __init__(self, env, conf: UpstreamConf, rng, resolve_name=None):
+        self.env = env
+        self.conf = conf
+        self.name = conf.name
+        self.kind = conf.kind
+        self.zone = conf.zone
+        self.method = conf.method
+        self.resolve_name = resolve_name  # callable(host) -> list[str] | None (the scenario's DNS)
+        self.peers: list[Peer] = []
+        self.primary: list[Peer] = []
+        self.backups: list[Peer] = []
+        self.has_backup_list = any(s.backup for s in conf.servers)
+        self._next_id = 0
+        self.balancer = make_balancer(
+            conf.method,
+            rng=rng,
+            hash_consistent=conf.hash_consistent,
+            least_time_mode=conf.least_time_mode,
+            least_time_inflight=conf.least_time_inflight,
+            random_two=conf.random_two,
+            random_method=conf.random_method,
+        )
+        self.backup_balancer = make_balancer("round_robin", rng=rng)
+        self.single = False
+        # queue (http only)
+        self.queue_max = conf.queue_size
+        self.queue_timeout_ms = conf.queue_timeout_ms
+        self.queue: deque = deque()
+        self.queue_len = 0
+        self.overflows = 0
+        # keepalive connection cache
+        self.keepalive_max = conf.keepalive or 0
+        self.keepalive_idle: dict[int, int] = {}
+        self.keepalive = 0
+        self.zombie_peers: list[Peer] = []
+        for s in conf.servers:
+            self._add_conf(s, env.now)
+        self._rebuild()
+
+    # --- building -----------------------------------------------------------------------------
+
+    def _addresses_for(self, conf: ServerConf) -> list[str]:
+        if conf.host.startswith("unix:") or conf.port is None:
+            return [conf.address]
+        try:
+            ipaddress.ip_address(conf.host.strip("[]"))
+            return [conf.address]
+        except ValueError:
+            pass
+        if self.resolve_name is not None:
+            ips = self.resolve_name(conf.host)
+            if ips:
+                return [f"{ip}:{conf.port}" for ip in ips]
+        return [conf.address]
+
+    def _add_conf(self, conf: ServerConf, now: float) -> Peer:
+        addrs = self._addresses_for(conf)
+        first = None
+        for addr in addrs:
+            peer = Peer(self, self._next_id, conf, addr, now)
+            self._next_id += 1
+            self.peers.append(peer)
+            (self.backups if conf.backup else self.primary).append(peer)
+            if first is None:
+                first = peer
+        return first
+
+    def _rebuild(self) -> None:
+        self.single = len(self.primary) == 1 and not self.backups
+        self.balancer.rebuild(self.primary)
+        self.backup_balancer.rebuild(self.backups)
+
+    def peer(self, pid: int) -> Peer:
+        for p in self.peers:
+            if p.id == pid:
+                return p
+        raise errors.UpstreamServerNotFound(f'server with ID "{pid}" does not exist')
+
+    @property
+    def zombies(self) -> int:
+        self.zombie_peers = [p for p in self.zombie_peers if p.active > 0]
+        return len(self.zombie_peers)
+
+    # --- selection ----------------------------------------------------------------------------
+
+    def select(self, tried, key, now: float) -> Peer | None:
+        """Choose a peer for one attempt, or None when no peer can take it now."""
+
+        def eligible(p: Peer) -> bool:
+            if p.down or p.drain or p.hc_state is not None or p in tried:
+                return False
+            if p.max_conns and p.active >= p.max_conns:
+                return False
+            if p._fails and p.max_fails and p._fails >= p.max_fails and not self.single:
+                return now - p.checked > p.fail_timeout_ms
+            return True
+
+        peer = self.balancer.select(self.primary, eligible, key, now)
+        if peer is None and self.backups:
+            peer = self.backup_balancer.select(self.backups, eligible, key, now)
+        if peer is not None:
+            peer._sync(now)
+            peer.note_selected(now)
+        return peer
+
+    def tries_allowed(self) -> int:
+        """nginx's per-request try count: the non-down primaries plus the backups."""
+        return sum(1 for p in self.primary if not p.down) + len(self.backups)
+
+    def take_keepalive(self, peer: Peer) -> bool:
+        n = self.keepalive_idle.get(peer.id, 0)
+        if n:
+            self.keepalive_idle[peer.id] = n - 1
+            self.keepalive -= 1
+            return True
+        return False
+
+    def give_keepalive(self, peer: Peer) -> None:
+        if self.keepalive_max and not peer.removed and self.keepalive < self.keepalive_max:
+            self.keepalive_idle[peer.id] = self.keepalive_idle.get(peer.id, 0) + 1
+            self.keepalive += 1
+
+    def reset_statistics(self) -> None:
+        for p in self.peers:
+            p.reset_statistics()
+        self.overflows = 0
+
+    # --- run-time configuration (the API's servers endpoints) ---------------------------------
+
+    def _fields(self) -> set[str]:
+        common = {"server", "service", "weight", "max_conns", "max_fails", "fail_timeout", "slow_start", "backup", "down"}
+        if self.kind == "http":
+            common |= {"route", "drain"}
+        return common
+
+    def _validate(self, body: dict, *, creating: bool) -> dict:
+        """Check a server object from the API; returns normalised values, raising nginx's errors."""
+        if not isinstance(body, dict):
+            raise errors.UpstreamConfFormatError("nested object or list")
+        allowed = self._fields() | {"id"}
+        out: dict = {}
+        for key, value in body.items():
+            if key not in allowed:
+                raise errors.UpstreamConfFormatError(f'unknown parameter "{key}"')
+            if isinstance(value, dict | list):
+                raise errors.UpstreamConfFormatError("nested object or list")
+        if "id" in body:
+            if creating:
+                raise errors.UpstreamConfFormatError('unknown parameter "id"')
+        for key in ("weight", "max_conns", "max_fails"):
+            if key in body:
+                v = body[key]
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
+                limit = MAX_WEIGHT if key == "weight" else MAX_INT
+                low = 1 if key == "weight" else 0
+                if v < low or v > limit:
+                    exc = {
+                        "weight": errors.UpstreamBadWeight,
+                        "max_conns": errors.UpstreamBadMaxConns,
+                        "max_fails": errors.UpstreamBadMaxFails,
+                    }[key]
+                    raise exc(f'invalid "{key}"')
+                out[key] = v
+        for key, exc in (("fail_timeout", errors.UpstreamBadFailTimeout), ("slow_start", errors.UpstreamBadSlowStart)):
+            if key in body:
+                v = body[key]
+                if isinstance(v, bool) or not isinstance(v, str | int):
+                    raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
+                try:
+                    ms = parse_duration(v)
+                except UnitError:
+                    raise exc(f'invalid "{key}"') from None
+                if ms > MAX_TIME_MS:
+                    raise exc(f'invalid "{key}"')
+                out[key] = ms
+        for key in ("backup", "down", "drain"):
+            if key in body:
+                v = body[key]
+                if not isinstance(v, bool):
+                    raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
+                out[key] = v
+        if "route" in body:
+            v = body["route"]
+            if not isinstance(v, str):
+                raise errors.UpstreamConfFormatError('invalid "route" value')
+            if len(v) > 32:
+                raise errors.UpstreamBadRoute("route is too long")
+            out["route"] = v
+        if "service" in body:
+            v = body["service"]
+            if not isinstance(v, str):
+                raise errors.UpstreamConfFormatError('invalid "service" value')
+            if not v:
+                raise errors.UpstreamBadService('"service" is empty')
+            out["service"] = v
+        if "server" in body:
+            v = body["server"]
+            if not isinstance(v, str):
+                raise errors.UpstreamConfFormatError('invalid "server" value')
+            out["server"] = v
+        return out
+
+    def _parse_address(self, text: str, service: str | None) -> tuple[str, str, int | None, bool]:
+        """(address as shown, host, port, is_name) for a server given through the API."""
+        if not text or any(c.isspace() for c in text):
+            raise errors.UpstreamBadAddress(f'invalid address "{text}"')
+        if text.startswith("unix:"):
+            if self.kind == "stream" and len(text) <= 5:
+                raise errors.UpstreamBadAddress(f'invalid address "{text}"')
+            return text, text, None, False
+        m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\](?::(\d+))?", text)
+        if m:
+            host, port_s = m.group(1), m.group(2)
+            try:
+                ipaddress.IPv6Address(host)
+            except ValueError:
+                raise errors.UpstreamBadAddress(f'invalid address "{text}"') from None
+            host_txt = f"[{host}]"
+        else:
+            host, _, port_s = text.partition(":")
+            port_s = port_s or None
+            host_txt = host
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", host) or host.startswith((".", "-")):
+                raise errors.UpstreamBadAddress(f'invalid address "{text}"')
+        if port_s is not None and (not port_s.isdigit() or not 0 < int(port_s) < 65536):
+            raise errors.UpstreamBadAddress(f'invalid port in "{text}"')
+        is_name = True
+        try:
+            ipaddress.ip_address(host)
+            is_name = False
+        except ValueError:
+            pass
+        if service is not None:
+            if port_s is not None:
+                raise errors.UpstreamBadAddress(f'service upstream "{text}" may not have port')
+            if not is_name:
+                raise errors.UpstreamBadAddress(f'service upstream "{text}" requires domain name')
+            return host_txt, host, None, True
+        if port_s is None:
+            if self.kind == "stream":
+                raise errors.UpstreamBadAddress(f'no port in server "{text}"')
+            port_s = "80"
+        return f"{host_txt}:{port_s}", host, int(port_s), is_name
+
+    def add_server(self, body: dict, *, has_resolver: bool) -> Peer:
+        if self.zone is None:
+            raise errors.UpstreamStatic("upstream is static")
+        vals = self._validate(body, creating=True)
+        if "server" not in vals:
+            raise errors.UpstreamConfFormatError('missing "server" argument')
+        service = vals.get("service")
+        address, host, port, is_name = self._parse_address(vals["server"], service)
+        backup = vals.get("backup", False)
+        if backup and (not self.has_backup_list or self.method in ("hash", "ip_hash", "random")):
+            raise errors.UpstreamNoBackup(f'upstream "{self.name}" has no backup')
+        if is_name and not has_resolver:
+            raise errors.UpstreamConfNoResolver(f'no resolver defined to resolve "{host}"')
+        for p in self.peers:
+            if p.name == address and p.parent is None and p.backup == backup:
+                raise errors.EntryExists(f'server "{address}" already exists')
+        conf = ServerConf(
+            address=address,
+            host=host,
+            port=port,
+            weight=vals.get("weight", 1),
+            max_conns=vals.get("max_conns", 0),
+            max_fails=vals.get("max_fails", 1),
+            fail_timeout_ms=vals.get("fail_timeout", 10_000),
+            backup=backup,
+            down=vals.get("down", False),
+            drain=vals.get("drain", False),
+            slow_start_ms=vals.get("slow_start", 0),
+            route=vals.get("route", ""),
+            service=service,
+            resolve=is_name,
+        )
+        peer = self._add_conf(conf, self.env.now)
+        self._rebuild()
+        return peer
+
+    def patch_server(self, pid: int, body: dict) -> Peer:
+        if self.zone is None:
+            raise errors.UpstreamStatic("upstream is static")
+        peer = self.peer(pid)
+        vals = self._validate(body, creating=False)
+        if "id" in body and body["id"] != pid:
+            raise errors.UpstreamConfFormatError('invalid "id" value')
+        for key in ("backup", "service"):
+            if key in vals and vals[key] != getattr(peer, key):
+                raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
+        if "server" in vals:
+            address, host, port, is_name = self._parse_address(vals["server"], None)
+            if address != peer.name:
+                if peer.parent is not None or peer.service is not None:
+                    raise errors.UpstreamServerImmutable(f'server "{pid}" address is immutable')
+                if is_name:
+                    raise errors.UpstreamBadAddress(f'invalid "server" argument "{vals["server"]}"')
+                peer.name = peer.server = peer.address = address
+                peer.host, peer.port = host, port
+        if "weight" in vals and vals["weight"] != peer.weight:
+            if peer.parent is not None:
+                raise errors.UpstreamServerWeightImmutable(f'server "{pid}" weight is immutable')
+            peer.weight = vals["weight"]
+            peer.effective_weight = peer.weight
+        for key, attr in (
+            ("max_conns", "max_conns"),
+            ("max_fails", "max_fails"),
+            ("fail_timeout", "fail_timeout_ms"),
+            ("slow_start", "slow_start_ms"),
+            ("route", "route"),
+            ("down", "down"),
+            ("drain", "drain"),
+        ):
+            if key in vals:
+                setattr(peer, attr, vals[key])
+        if vals.get("down") is False:
+            peer._fails = 0
+        self._rebuild()
+        return peer
+
+    def remove_server(self, pid: int) -> list[Peer]:
+        if self.zone is None:
+            raise errors.UpstreamStatic("upstream is static")
+        peer = self.peer(pid)
+        if peer.parent is not None:
+            raise errors.UpstreamServerImmutable(f'server "{pid}" not removable')
+        peer.removed = True
+        self.peers.remove(peer)
+        (self.backups if peer.backup else self.primary).remove(peer)
+        if peer.active > 0:
+            self.zombie_peers.append(peer)
+        n = self.keepalive_idle.pop(peer.id, 0)
+        self.keepalive -= n
+        self._rebuild()
+        return list(self.peers)
+
+    def servers_conf(self) -> list[dict]:
+        return [p.conf_dict(self.kind) for p in self.peers]

@@ -1,0 +1,218 @@
+"""Simulated clients: open-loop HTTP traffic at the nodes.
+
+Each workload sends requests to each of its nodes independently of how fast they answer (an
+open loop, so overload shows as queueing rather than as a slower client). Arrivals are Poisson
+or evenly spaced at a constant rate or along a piecewise-linear rate curve (a non-homogeneous
+Poisson process by thinning). URLs follow a Zipf popularity over ``count`` paths; request sizes
+come from a distribution; client connections are kept alive for ``keepalive_requests``
+requests and closed when idle longer than the node's ``keepalive_timeout``; a share of requests
+can carry ``nocache=1`` (cookie and argument) so ``proxy_cache_bypass`` has something to see.
+
+Random numbers are drawn in numpy batches; one arrival costs one simpy event.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from simpy.events import Timeout
+
+from . import dists
+from .rng import Batched
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    count: int = 100
+    zipf: float = 1.0  # exponent; 0 = uniform
+    prefix: str = "/item/"
+    explicit: tuple[str, ...] = ()  # a fixed list of paths instead of generated ones
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    name: str
+    nodes: tuple[str, ...] | None = None  # None: every node
+    rate: float = 100.0  # requests per second per node
+    rate_curve: tuple[tuple[float, float], ...] = ()  # (t_ms, req/s) points, linear in between
+    arrivals: str = "poisson"  # "poisson" | "constant"
+    host: str = "localhost"
+    port: int = 80
+    paths: PathSpec = field(default_factory=PathSpec)
+    request_size: dists.DistSpec = dists.DistSpec("constant", (300.0,))
+    keepalive_requests: int = 1
+    clients: int = 1000
+    bypass_share: float = 0.0
+    ssl_session_reuse: float = 0.0
+    ssl_handshake_failure: float = 0.0
+    start_ms: float = 0.0
+    stop_ms: float | None = None
+
+
+class WorkloadStats:
+    """What the clients of one workload saw at one node."""
+
+    __slots__ = ("sent", "completed", "refused", "discarded", "statuses")
+
+    def __init__(self):
+        self.sent = 0
+        self.completed = 0
+        self.refused = 0
+        self.discarded = 0
+        self.statuses: dict[int, int] = {}
+
+
+class Workload:
+    """Drives one :class:`WorkloadSpec` against its nodes."""
+
+    def __init__(self, env, spec: WorkloadSpec, nodes: list, streams):
+        self.env = env
+        self.spec = spec
+        self.nodes = nodes
+        self.stats = {n.name: WorkloadStats() for n in nodes}
+        self._drivers = [_NodeDriver(self, n, streams.get(f"workload/{spec.name}/{n.name}")) for n in nodes]
+
+    def start(self) -> None:
+        for d in self._drivers:
+            d.start()
+
+
+def _rate_at(curve: tuple[tuple[float, float], ...], t: float) -> float:
+    times = [p[0] for p in curve]
+    i = bisect.bisect_right(times, t)
+    if i == 0:
+        return curve[0][1]
+    if i >= len(curve):
+        return curve[-1][1]
+    (t0, r0), (t1, r1) = curve[i - 1], curve[i]
+    return r0 + (r1 - r0) * (t - t0) / (t1 - t0) if t1 > t0 else r1
+
+
+class _NodeDriver:
+    def __init__(self, workload: Workload, node, rng: np.random.Generator):
+        self.w = workload
+        self.spec = spec = workload.spec
+        self.node = node
+        self.env = workload.env
+        self.stats = workload.stats[node.name]
+        self.pool: deque = deque()
+        self._u = Batched(rng.random)
+        self._exp = Batched(rng.standard_exponential)
+        n = spec.paths.count if not spec.paths.explicit else len(spec.paths.explicit)
+        if spec.paths.explicit:
+            self.paths = list(spec.paths.explicit)
+        else:
+            self.paths = [f"{spec.paths.prefix}{i}" for i in range(n)]
+        ranks = np.arange(1, n + 1, dtype=float)
+        probs = ranks ** (-spec.paths.zipf) if spec.paths.zipf else np.ones(n)
+        probs = probs / probs.sum()
+        self._path = Batched(lambda k: rng.choice(n, k, p=probs))
+        self._client = Batched(lambda k: rng.integers(0, max(1, spec.clients), k))
+        self._size = spec.request_size.sampler(rng)
+        self.max_rate = max([spec.rate] if not spec.rate_curve else [r for _, r in spec.rate_curve])
+        http = node.conf.http
+        self.keepalive_timeout = http.keepalive_timeout_ms if http else 75_000
+        self.ssl = self._listens_ssl()
+
+    def _listens_ssl(self) -> bool:
+        http = self.node.conf.http
+        if not http:
+            return False
+        for s in http.servers:
+            for lst in s.listens:
+                if lst.port == self.spec.port and lst.ssl:
+                    return True
+        return False
+
+    def start(self) -> None:
+        if self.max_rate <= 0:
+            return
+        delay = self.spec.start_ms - self.env.now
+        self._schedule(max(delay, 0.0) + self._gap())
+        ev = Timeout(self.env, 1000.0)
+        ev.callbacks.append(self._sweep)
+
+    def _gap(self) -> float:
+        if self.spec.arrivals == "constant":
+            return 1000.0 / self.max_rate
+        return self._exp() * 1000.0 / self.max_rate
+
+    def _schedule(self, delay: float) -> None:
+        stop = self.spec.stop_ms
+        if stop is not None and self.env.now + delay >= stop:
+            return
+        ev = Timeout(self.env, delay)
+        ev.callbacks.append(self._arrive)
+
+    def _arrive(self, _ev) -> None:
+        spec = self.spec
+        self._schedule(self._gap())
+        if spec.rate_curve:
+            r = _rate_at(spec.rate_curve, self.env.now)
+            if self._u() * self.max_rate >= r:
+                return
+        self.send()
+
+    def _sweep(self, _ev) -> None:
+        """Close idle connections past keepalive_timeout (a cheap once-a-second pass)."""
+        now = self.env.now
+        pool = self.pool
+        limit = self.keepalive_timeout
+        while pool and (not pool[0].open or now - pool[0].idle_since >= limit):
+            conn = pool.popleft()
+            self.node.close_conn(conn)
+        ev = Timeout(self.env, 1000.0)
+        ev.callbacks.append(self._sweep)
+
+    def _connection(self):
+        pool = self.pool
+        node = self.node
+        while pool:
+            conn = pool.pop()  # most recently idle first, as a browser reuses its warm connection
+            if conn.open:
+                return conn
+        spec = self.spec
+        if self.ssl:
+            fail = "handshake_timeout" if spec.ssl_handshake_failure and self._u() < spec.ssl_handshake_failure else None
+            reuse = bool(spec.ssl_session_reuse) and self._u() < spec.ssl_session_reuse
+            return node.open_conn(ssl=True, reuse_session=reuse, handshake_fail=fail)
+        return node.open_conn()
+
+    def send(self) -> None:
+        spec = self.spec
+        stats = self.stats
+        stats.sent += 1
+        conn = self._connection()
+        if conn is None:
+            stats.refused += 1
+            return
+        c = self._client()
+        ip = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
+        path = self.paths[self._path()]
+        vars = None
+        if spec.bypass_share and self._u() < spec.bypass_share:
+            path = path + "?nocache=1"
+            vars = {"$cookie_nocache": "1", "$arg_nocache": "1"}
+        req = self.node.handle(conn, path, spec.host, spec.port, ip, int(self._size()), self._done, vars=vars)
+        if req is None:
+            stats.refused += 1
+            self.node.close_conn(conn)
+
+    def _done(self, req) -> None:
+        stats = self.stats
+        conn = req.conn
+        if req.status:
+            stats.completed += 1
+            stats.statuses[req.status] = stats.statuses.get(req.status, 0) + 1
+        else:
+            stats.discarded += 1
+        if not conn.open:
+            return
+        if conn.requests >= self.spec.keepalive_requests or not req.status:
+            self.node.close_conn(conn)
+        else:
+            self.node.idle_conn(conn)
+            self.pool.append(conn)
