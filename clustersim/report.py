@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 import yaml
-
 from api.render import node_state
+
 from sim.metrics import COLUMNS
 
 _OPS = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge, ">": operator.gt}

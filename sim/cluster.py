@@ -73,6 +73,11 @@ class Cluster:
             out.append(node.address if node is not None else e)
         return out
 
+    def node_address(self, entry: str) -> str:
+        """A host-map entry that names a node stands for that node's address."""
+        node = self.nodes.get(entry) if hasattr(self, "nodes") else None
+        return node.address if node is not None else entry
+
     def backend(self, server: str, name: str | None = None) -> Backend | None:
         """The backend at ``server`` (resolved address), created on first use from the scenario."""
         b = self.backends.get(server)

@@ -18,10 +18,15 @@ from __future__ import annotations
 
 from simpy.events import Timeout
 
+from . import cache as cache_mod
+from .cache import CacheZone
 from .clock import NodeClock
-from .keyval import KeyvalZone
 from .config import NginxConf
+from .health import HealthChecker, HealthRegistry
+from .keyval import KeyvalZone
+from .limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
 from .proxy import Proxy, Request
+from .resolver import Resolver, ResolverZone
 from .routing import Router
 from .upstream import Upstream
 from .zones import LocationZone, ServerZone, SslCounters
@@ -125,6 +130,7 @@ class Node:
         self.build = NGINX_BUILD
         self.generation = 0
         self.up = True
+        self.incarnation = 0  # bumped by a crash: work of the dead process no longer counts
         self.pid_base = 1000 + 100 * index
         self.ppid = self.pid_base
         self.respawned = 0
@@ -187,7 +193,106 @@ class Node:
                 (self.upstreams if uconf.zone else self.static_upstreams)[uname] = up
         self.proxy = Proxy(self)
         self._build_keyvals(conf, keep=not first)
+        self._build_limits_and_resolvers(conf, keep=not first)
+        self._build_health_checks(conf)
+        self._build_caches(conf, first)
         self.events.append((env.now, "config", "loaded" if first else "reloaded"))
+
+    def _build_caches(self, conf: NginxConf, first: bool) -> None:
+        """Cache zones: one per proxy_cache_path. Entries on disk outlive reloads and restarts."""
+        old = getattr(self, "caches", {})
+        self.caches: dict[str, CacheZone] = {}
+        if not conf.http:
+            return
+        for name, cc in conf.http.cache_paths.items():
+            z = old.get(name)
+            if z is None:
+                z = CacheZone(cc, self.env)
+            elif first:  # a new process after a crash: the disk is still there
+                z.restart()
+            else:
+                z.reload(cc)
+            self.caches[name] = z
+
+    def _build_health_checks(self, conf: NginxConf) -> None:
+        """One checker per (location with health_check, check); a reload replaces them."""
+        previous: dict[str, bool] = {}
+        for hc in getattr(self, "health_checkers", []):
+            previous.update(hc.stop())
+        self._hc_previous = previous or None
+        self.hc_registry = HealthRegistry()
+        self.health_checkers: list[HealthChecker] = []
+        http = conf.http
+        if not http:
+            return
+        for si, s in enumerate(http.servers):
+            for li, loc in enumerate(_walk(s.locations)):
+                if not loc.health_checks or loc.upstream is None:
+                    continue
+                up = self.upstream_named(loc.upstream)
+                for ci, hc in enumerate(loc.health_checks):
+                    match = http.matches.get(hc.match) if hc.match else None
+                    rng = self.streams.get(f"{self.name}/health/{si}/{li}/{ci}")
+                    self.health_checkers.append(
+                        HealthChecker(self.env, self.name, up, hc, match, self.backend_of, self.network, rng,
+                                      loc.proxy.connect_timeout_ms, loc.proxy.read_timeout_ms,
+                                      kind="http", registry=self.hc_registry)
+                    )
+        if getattr(self, "started_at", None) is not None and self.up:
+            self._start_health_checks()
+
+    def _start_health_checks(self) -> None:
+        for hc in self.health_checkers:
+            hc.start(self._hc_previous)
+
+    def server_added(self, upstream: Upstream, peer) -> None:
+        """A server was added at run time: health checks of its upstream take it on."""
+        for hc in self.health_checkers:
+            if hc.upstream is upstream:
+                hc.on_server_added(peer)
+
+    def _build_limits_and_resolvers(self, conf: NginxConf, keep: bool) -> None:
+        """limit_req/limit_conn zones and resolver status zones; a reload keeps unchanged zones."""
+        old_req = getattr(self, "limit_reqs", {}) if keep else {}
+        old_conn = getattr(self, "limit_conns", {}) if keep else {}
+        old_sconn = getattr(self, "stream_limit_conns", {}) if keep else {}
+        old_res = getattr(self, "resolvers", {}) if keep else {}
+        self.limit_reqs: dict[str, LimitReqZone] = {}
+        self.limit_conns: dict[str, LimitConnZone] = {}
+        self.stream_limit_conns: dict[str, LimitConnZone] = {}
+        self.resolvers: dict[str, ResolverZone] = {}
+        self.http_resolver: Resolver | None = None
+        self.stream_resolver: Resolver | None = None
+        http, stream = conf.http, conf.stream
+        if http:
+            for name, zc in http.limit_req_zones.items():
+                z = old_req.get(name)
+                self.limit_reqs[name] = z if z is not None and z.conf == zc else LimitReqZone(zc)
+            for name, zc in http.limit_conn_zones.items():
+                z = old_conn.get(name)
+                self.limit_conns[name] = z if z is not None and z.conf == zc else LimitConnZone(zc)
+        if stream:
+            for name, zc in stream.limit_conn_zones.items():
+                z = old_sconn.get(name)
+                self.stream_limit_conns[name] = z if z is not None and z.conf == zc else LimitConnZone(zc)
+        for side, attr in ((http, "http_resolver"), (stream, "stream_resolver")):
+            if side is None or not side.resolvers:
+                continue
+            rc = side.resolvers[0]
+            zone = None
+            if rc.status_zone:
+                zone = self.resolvers.get(rc.status_zone) or old_res.get(rc.status_zone) or ResolverZone(rc.status_zone)
+                self.resolvers[rc.status_zone] = zone
+            setattr(self, attr, Resolver(rc, self.cluster.hosts, zone))
+
+    def resolve_name(self, host: str) -> list[str] | None:
+        """Resolve a server name: through the configured resolver (counted) or the scenario's DNS."""
+        if self.http_resolver is not None:
+            addrs = self.http_resolver.resolve(host, self.env.now)
+            if addrs is not None:
+                return [self.cluster.node_address(a) for a in addrs]
+            return None
+        return self.cluster.resolve_name(host)
 
     def _build_keyvals(self, conf: NginxConf, keep: bool) -> None:
         """Keyval zones of http and stream; a reload keeps zones that still exist (shared memory)."""
@@ -214,6 +319,7 @@ class Node:
     def start(self) -> None:
         """Start the node's background activity (health checks, cache loaders, zone_sync)."""
         self.started_at = self.env.now
+        self._start_health_checks()
 
     def upstream_named(self, name: str) -> Upstream | None:
         return self.upstreams.get(name) or self.static_upstreams.get(name)
@@ -324,6 +430,7 @@ class Node:
         req.conn = conn
         req.worker = w
         req.vars = vars
+        req.incarnation = self.incarnation
         req.t0 = self.env.now
         w.requests_total += 1
         w.requests_current += 1
@@ -352,6 +459,34 @@ class Node:
             req.lz = lz
             lz.requests += 1
             lz.received += req_bytes
+        if loc.limit_conn:
+            outcome, held = limit_conn([(self.limit_conns[c.zone], self.expand(self.limit_conns[c.zone].conf.key, req), c) for c in loc.limit_conn])
+            if outcome == "rejected":
+                self.respond(req, loc.limit_conn[0].status, 0)
+                return req
+            req.limit_conns = held or None
+        if loc.limit_req:
+            outcome, delay = limit_req(
+                [(self.limit_reqs[c.zone], self.expand(self.limit_reqs[c.zone].conf.key, req), c) for c in loc.limit_req],
+                self.env.now,
+            )
+            if outcome == "rejected":
+                self.respond(req, loc.limit_req[0].status, 0)
+                return req
+            if delay > 0:
+                ev = Timeout(self.env, delay, req)
+                ev.callbacks.append(self._after_delay)
+                return req
+        self._dispatch(req, loc)
+        return req
+
+    def _after_delay(self, ev) -> None:
+        req = ev._value
+        if not req.final:
+            self._dispatch(req, req.loc)
+
+    def _dispatch(self, req: Request, loc) -> None:
+        """Run the location's content handler: return, api, proxy_pass, or nothing (404)."""
         if loc.return_code is not None:
             self.respond(req, loc.return_code, len(loc.return_text or ""))
         elif loc.api:
@@ -362,10 +497,112 @@ class Node:
         elif loc.upstream is not None or loc.proxy_pass_address is not None:
             up = self.upstream_named(loc.upstream) if loc.upstream else self._implicit_upstream(loc.proxy_pass_address)
             req.upstream = up
-            self.proxy.start(req)
+            if loc.proxy.cache is not None:
+                self._cache_start(req, loc)
+            else:
+                self.proxy.start(req)
         else:
             self.respond(req, 404, 0)
-        return req
+
+    # --- proxy cache ------------------------------------------------------------------------------
+
+    def _cache_vars(self, req: Request) -> dict[str, str]:
+        path, _, args = req.uri.partition("?")
+        v = {
+            "scheme": "http",
+            "proxy_host": req.upstream.name,
+            "request_uri": req.uri,
+            "uri": path,
+            "args": args,
+            "host": req.host,
+            "http_host": req.host,
+            "remote_addr": req.client_ip,
+        }
+        if args:
+            for part in args.split("&"):
+                k, _, val = part.partition("=")
+                v["arg_" + k] = val
+        if req.vars:
+            for k, val in req.vars.items():
+                v[k.lstrip("$")] = val
+        return v
+
+    def _cache_start(self, req: Request, loc) -> None:
+        """Look the request up in its location's cache: serve from it, or go to the upstream."""
+        zone = self.caches[loc.proxy.cache]
+        proxy = loc.proxy
+        vars = self._cache_vars(req)
+        req.vars = vars
+        if proxy.cache_bypass and cache_mod.evaluate_bypass(proxy.cache_bypass, vars):
+            req.cache_status = cache_mod.CacheStatus.BYPASS
+            req.cache_key = cache_mod.cache_key(proxy.cache_key, vars)
+            self.proxy.start(req)
+            return
+        lk = zone.lookup(cache_mod.cache_key(proxy.cache_key, vars), self.env.now, proxy)
+        self._cache_continue(req, zone, lk)
+
+    def _cache_continue(self, req: Request, zone: CacheZone, lk) -> None:
+        if lk.wait is not None:  # proxy_cache_lock: another request is filling this key
+            incarnation = self.incarnation
+
+            def retry(_ev, req=req, zone=zone, lk=lk):
+                if incarnation == self.incarnation and not req.final:
+                    self._cache_continue(req, zone, zone.lookup(lk.key, self.env.now, req.loc.proxy, retry=lk))
+
+            lk.wait.callbacks.append(retry)
+            return
+        status = lk.status
+        S = cache_mod.CacheStatus
+        if status in (S.HIT, S.UPDATING, S.STALE):
+            entry = lk.entry
+            zone.count(status, entry.nbytes)
+            zone.release(lk)
+            req.cache_status = status
+            self.respond(req, entry.status_code, entry.nbytes, delay=self.cache_hit_ms)
+            return
+        req.cache_status = status
+        req.cache_key = lk
+        req.cache_entry = lk.entry if lk.conditional else None
+        self.proxy.start(req)
+
+    def _cache_finish(self, req: Request, status: int, nbytes: int, failure: str | None) -> tuple[int, int]:
+        """The upstream answered (or failed) for a cached location: count, store, and decide what
+        the client gets (a stale or revalidated entry may replace the upstream's answer)."""
+        S = cache_mod.CacheStatus
+        proxy = req.loc.proxy
+        zone = self.caches[proxy.cache]
+        now = self.env.now
+        lk = req.cache_key if req.cache_status != S.BYPASS else None
+        backend = None
+        if req.attempt is not None:
+            backend = self.backend_of(req.attempt.peer.server, req.attempt.peer.name)
+        max_age = backend.spec.cache_max_age_ms if backend is not None else None
+        try:
+            if lk is not None and lk.entry is not None:
+                kind = failure or cache_mod.failure_kind(status)
+                if kind is not None and lk.serve_stale(kind):
+                    zone.count(S.STALE, lk.entry.nbytes)
+                    req.cache_status = S.STALE
+                    return lk.entry.status_code, lk.entry.nbytes
+                if status == 304 and failure is None:
+                    zone.revalidate(lk, now, cache_mod.valid_for(proxy, lk.entry.status_code, max_age))
+                    zone.count(S.REVALIDATED, lk.entry.nbytes)
+                    req.cache_status = S.REVALIDATED
+                    return lk.entry.status_code, lk.entry.nbytes
+            written = False
+            if failure is None:
+                valid = cache_mod.valid_for(proxy, status, max_age)
+                cacheable = lk.cacheable if lk is not None else True
+                if (cacheable and valid is not None
+                        and not (proxy.no_cache and cache_mod.evaluate_bypass(proxy.no_cache, req.vars))):
+                    key = lk.key if lk is not None else cache_mod.cache_key(proxy.cache_key, req.vars)
+                    version = backend.content_version(req.uri, now) if backend is not None else None
+                    written = zone.store(key, status, nbytes, now, valid, version)
+            zone.count(req.cache_status, nbytes, written)
+            return status, nbytes
+        finally:
+            if lk is not None:
+                zone.release(lk)
 
     def expand(self, template: str, req: Request) -> str:
         """Evaluate the few nginx variables the model knows in a key template."""
@@ -394,9 +631,16 @@ class Node:
 
     def upstream_response(self, req: Request, status: int, nbytes: int) -> None:
         """The proxy obtained a response; it reaches the client now."""
+        if req.cache_status is not None:
+            status, nbytes = self._cache_finish(req, status, nbytes, None)
         self.respond(req, status, nbytes)
 
     def upstream_failed(self, req: Request, status: int, kind: str) -> None:
+        """No usable response from the upstream (``kind`` is "error" or "timeout")."""
+        if req.cache_status is not None:
+            status, nbytes = self._cache_finish(req, status, 0, kind)
+            self.respond(req, status, nbytes)
+            return
         self.respond(req, status, 0)
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
@@ -414,7 +658,17 @@ class Node:
     def _complete(self, req: Request, status: int, nbytes: int) -> None:
         if req.final:
             return
+        if req.incarnation != self.incarnation:
+            # the process that took this request has crashed: the client saw its connection reset
+            req.final = True
+            req.status = 0
+            if req.done is not None:
+                req.done(req)
+            return
         req.final = True
+        if req.limit_conns:
+            for zone, key in req.limit_conns:
+                zone.release(key)
         req.status = status
         req.resp_bytes = nbytes
         sz = req.sz
@@ -430,10 +684,13 @@ class Node:
             req.done(req)
 
     def discard(self, req: Request) -> None:
-        """The request ends without a response (client gone, node crash)."""
-        if req.final:
+        """The request ends without a response (client gone)."""
+        if req.final or req.incarnation != self.incarnation:
             return
         req.final = True
+        if req.limit_conns:
+            for zone, key in req.limit_conns:
+                zone.release(key)
         if req.sz is not None:
             req.sz.processing -= 1
             req.sz.discarded += 1
@@ -461,6 +718,12 @@ class Node:
     def crash(self) -> None:
         """The whole node dies: connections and in-memory state are gone until :meth:`restart`."""
         self.up = False
+        self.incarnation += 1
+        for hc in self.health_checkers:
+            hc.stop()
+        self.health_checkers = []
+        for w in self.workers:
+            w.active = w.idle = w.requests_current = 0
         self.events.append((self.env.now, "node", "crashed"))
 
     def restart(self) -> None:

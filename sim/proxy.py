@@ -55,6 +55,7 @@ class Request:
         "vars",
         "method",
         "final",
+        "incarnation",
     )
 
     def __init__(self, node, uri, host, client_ip, req_bytes, done=None, method="GET"):
@@ -87,6 +88,7 @@ class Request:
         self.attempt = None
         self.vars = None
         self.final = False
+        self.incarnation = 0
 
 
 class Attempt:

@@ -87,9 +87,20 @@ class Router:
         self.servers = servers
         self._locs = [_compile(s.locations) for s in servers]
         self._memo: dict[tuple[int, str], LocationConf | None] = {}
+        self._server_memo: dict[tuple[str, int, str | None], int | None] = {}
 
     def server_for(self, host: str, port: int, address: str | None = None) -> int | None:
         """Index of the server block that serves ``host`` on ``address:port``, or None."""
+        key = (host, port, address)
+        memo = self._server_memo
+        if key in memo:
+            return memo[key]
+        found = self._server_for(host, port, address)
+        if len(memo) < 10_000:
+            memo[key] = found
+        return found
+
+    def _server_for(self, host: str, port: int, address: str | None) -> int | None:
         host = host.split(":", 1)[0].lower().rstrip(".")
         candidates = []
         default = None

@@ -313,9 +313,7 @@ def _field(loc: tuple) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in ("int", "list[NodeModel]", "list[str]", "function-before[_duration(), float]"):
-            continue
-        elif str(p).startswith(("function-", "literal[")):
+        elif p in ("int", "list[NodeModel]", "list[str]", "function-before[_duration(), float]") or str(p).startswith(("function-", "literal[")):
             continue
         else:
             parts.append(("." if parts else "") + str(p))

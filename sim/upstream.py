@@ -149,10 +149,13 @@ class Peer:
     @property
     def lb_weight(self) -> int:
         """The weight balancing uses now: ramps linearly from 1 to ``weight`` during slow_start."""
+        now = self.upstream.env.now
+        if self._unavail_until is not None:
+            # the ramp starts when fail_timeout runs out, whether or not anything looked since
+            self._sync(now)
         start = self._ramp_start
         if start is None:
             return self.weight
-        now = self.upstream.env.now
         elapsed = now - start
         if elapsed >= self.slow_start_ms or elapsed < 0:
             if elapsed >= self.slow_start_ms:
@@ -202,12 +205,10 @@ class Peer:
                     self._down_since = now
 
     def note_success(self, now: float) -> None:
-        self.accessed = now
+        """A successful attempt. nginx stamps ``accessed`` only on failures and ``checked`` when
+        it selects a peer after the fail_timeout window, so a success that follows such a fresh
+        selection (checked newer than the last failure) clears the in-window failure count."""
         if self.accessed < self.checked:
-            self._fails = 0
-        # nginx compares with strict "<"; in a discrete simulation the selection stamp and the
-        # success can coincide, so a success at or after a fresh selection clears the count too.
-        elif self._fails and self.checked == now:
             self._fails = 0
 
     def count_response(self, status: int, nbytes: int, header_ms: float, total_ms: float) -> None:
@@ -370,6 +371,10 @@ class Upstream:
         """Choose a peer for one attempt, or None when no peer can take it now."""
 
         def eligible(p: Peer) -> bool:
+            if p._unavail_until is not None:
+                # close an unavail period that ran out, so a slow_start ramp is in place before
+                # the balancer reads this peer's weights
+                p._sync(now)
             if p.down or p.drain or p.hc_state is not None or p in tried:
                 return False
             if p.max_conns and p.active >= p.max_conns:

@@ -112,6 +112,7 @@ class _NodeDriver:
         self._path = Batched(lambda k: rng.choice(n, k, p=probs))
         self._client = Batched(lambda k: rng.integers(0, max(1, spec.clients), k))
         self._size = spec.request_size.sampler(rng)
+        self._ips: list[str | None] = [None] * max(1, spec.clients)
         self.max_rate = max([spec.rate] if not spec.rate_curve else [r for _, r in spec.rate_curve])
         http = node.conf.http
         self.keepalive_timeout = http.keepalive_timeout_ms if http else 75_000
@@ -190,7 +191,9 @@ class _NodeDriver:
             stats.refused += 1
             return
         c = self._client()
-        ip = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
+        ip = self._ips[c]
+        if ip is None:
+            ip = self._ips[c] = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
         path = self.paths[self._path()]
         vars = None
         if spec.bypass_share and self._u() < spec.bypass_share:

@@ -36,9 +36,7 @@ class SslCounters:
     def count_failure(self, reason: str) -> None:
         """A failed handshake, with the reason the detailed counters know."""
         self.handshakes_failed += 1
-        if reason in ("no_common_protocol", "no_common_cipher", "handshake_timeout", "peer_rejected_cert"):
-            setattr(self, reason, getattr(self, reason) + 1)
-        elif reason.startswith("verify_"):
+        if reason in ("no_common_protocol", "no_common_cipher", "handshake_timeout", "peer_rejected_cert") or reason.startswith("verify_"):
             setattr(self, reason, getattr(self, reason) + 1)
 
 
