@@ -28,7 +28,10 @@ from .limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
 from .proxy import Proxy, Request
 from .resolver import Resolver, ResolverZone
 from .routing import Router
+from .stream import StreamSide
+from .slabs import SlabPool
 from .upstream import Upstream
+from .zone_sync import ZoneSync
 from .zones import LocationZone, ServerZone, SslCounters
 
 NGINX_VERSION = "1.25.1"
@@ -143,6 +146,8 @@ class Node:
         self.events: list[tuple[float, str, str]] = []
         self._rr_worker = 0
         self._next_pid = self.pid_base + 1
+        self._pools: dict[str, SlabPool] = {}  # upstream zones and cache keys zones
+        self._held: dict[str, dict] = {}
         self._build(conf, first=True)
 
     # --- building -----------------------------------------------------------------------------
@@ -196,6 +201,18 @@ class Node:
         self._build_limits_and_resolvers(conf, keep=not first)
         self._build_health_checks(conf)
         self._build_caches(conf, first)
+        # stream side and zone_sync (sim/stream.py, sim/zone_sync.py): a reload or restart replaces
+        # them (zone_sync reconnects and exchanges snapshots); they run once the node has started
+        old_stream, old_zone_sync = getattr(self, "stream", None), getattr(self, "zone_sync", None)
+        self.stream = StreamSide(self, conf.stream, None if first else old_stream) if conf.stream else None
+        self.zone_sync = ZoneSync.for_node(self)  # None without a stream server with `zone_sync`
+        for old in (old_stream, old_zone_sync):
+            if old is not None:
+                old.stop()
+        if getattr(self, "started_at", None) is not None and self.up:
+            for part in (self.stream, self.zone_sync):
+                if part is not None:
+                    part.start()
         self.events.append((env.now, "config", "loaded" if first else "reloaded"))
 
     def _build_caches(self, conf: NginxConf, first: bool) -> None:
@@ -320,6 +337,76 @@ class Node:
         """Start the node's background activity (health checks, cache loaders, zone_sync)."""
         self.started_at = self.env.now
         self._start_health_checks()
+        for part in (self.stream, self.zone_sync):  # sim/stream.py, sim/zone_sync.py
+            if part is not None:
+                part.start()
+
+    # --- shared memory (the /slabs/ view) -------------------------------------------------------
+
+    #: bytes nginx allocates in an upstream zone per peer (the peer structure with the Plus
+    #: statistics, its sockaddr) besides the two name strings; an estimate, see docs/decisions.md
+    PEER_STRUCT_BYTES = 344
+    SOCKADDR_BYTES = 28
+    #: bytes of one cache keys-zone node (ngx_http_file_cache_node_t with the Plus extras)
+    CACHE_NODE_BYTES = 120
+
+    def slab_pools(self) -> dict[str, SlabPool]:
+        """Every shared memory zone with a slab allocator, by zone name, with its current use.
+
+        Keyval and limit zones allocate from their pools as they change. Upstream zones and
+        cache keys zones are brought up to date here: one allocation set per live peer (freed
+        when the peer is removed) and one node per key in the keys zone.
+        """
+        pools: dict[str, SlabPool] = {}
+        for up in list(self.upstreams.values()) + list(getattr(getattr(self, "stream", None), "upstreams", {}).values()):
+            if up.zone is None:
+                continue
+            pool = self._zone_pool(up.zone, up.conf.zone_size or 32 * 1024)
+            self._sync_peer_allocations(up.zone, pool, up)
+            pools[up.zone] = pool
+        for name, cz in self.caches.items():
+            pool = self._zone_pool("cache:" + name, cz.conf.keys_zone_size)
+            self._sync_count("cache:" + name, pool, len(cz), self.CACHE_NODE_BYTES)
+            pools[name] = pool
+        for zones in (self.keyvals, self.stream_keyvals, self.limit_reqs, self.limit_conns, self.stream_limit_conns):
+            for name, z in zones.items():
+                slab = getattr(z, "slab", None)
+                if slab is not None:
+                    pools[name] = slab
+        return pools
+
+    def _zone_pool(self, key: str, size: int) -> SlabPool:
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = SlabPool(size)
+            self._held[key] = {}  # what the model holds in the pool: peer key -> handles
+        return pool
+
+    def _sync_peer_allocations(self, zone: str, pool: SlabPool, up) -> None:
+        held = self._held[zone]
+        live = {(up.name, p.id): p for p in up.peers}
+        for key in [k for k in held if k[0] == up.name and k not in live]:
+            for h in held.pop(key):
+                pool.free(h)
+        for key, p in live.items():
+            if key in held:
+                continue
+            handles = []
+            for nbytes in (self.PEER_STRUCT_BYTES, len(p.name) + 1, len(p.server) + 1, self.SOCKADDR_BYTES):
+                h = pool.alloc(nbytes)
+                if h is not None:
+                    handles.append(h)
+            held[key] = handles
+
+    def _sync_count(self, zone: str, pool: SlabPool, count: int, nbytes: int) -> None:
+        held = self._held[zone].setdefault("nodes", [])
+        while len(held) > count:
+            pool.free(held.pop())
+        while len(held) < count:
+            h = pool.alloc(nbytes)
+            if h is None:
+                break
+            held.append(h)
 
     def upstream_named(self, name: str) -> Upstream | None:
         return self.upstreams.get(name) or self.static_upstreams.get(name)
@@ -722,6 +809,9 @@ class Node:
         for hc in self.health_checkers:
             hc.stop()
         self.health_checkers = []
+        for part in (self.stream, self.zone_sync):  # sessions and zone_sync connections die with it
+            if part is not None:
+                part.stop()
         for w in self.workers:
             w.active = w.idle = w.requests_current = 0
         self.events.append((self.env.now, "node", "crashed"))
@@ -736,6 +826,7 @@ class Node:
         self.server_zones = {}
         self.location_zones = {}
         self.workers = []
+        self._pools, self._held = {}, {}  # a new process maps its shared memory afresh
         self._build(self.conf, first=True)
         self.events.append((self.env.now, "node", "restarted"))
 
