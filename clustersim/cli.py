@@ -33,6 +33,8 @@ def cmd_run(args) -> int:
     out = Path(args.out) if args.out else Path("out") / sc.name
     cluster = Cluster(sc, state_dir=out / "state")
     _progress(cluster)
+    if cluster.sampler is not None:
+        cluster.sampler.sample()  # the row at the end of the run
     summary = build_summary(cluster, version=args.api_version)
     verdicts = check_expectations(summary, sc.model.expectations)
     files = write_outputs(cluster, out, summary, verdicts)

@@ -22,14 +22,18 @@ from sim.metrics import COLUMNS
 _OPS = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge, ">": operator.gt}
 
 
+def _round(v):
+    return None if v is None else round(v, 3)
+
+
 def _latency(hist) -> dict:
     return {
         "count": hist.n,
-        "mean_ms": None if hist.mean is None else round(hist.mean, 3),
-        "p50_ms": hist.quantile(0.5),
-        "p90_ms": hist.quantile(0.9),
-        "p99_ms": hist.quantile(0.99),
-        "p999_ms": hist.quantile(0.999),
+        "mean_ms": _round(hist.mean),
+        "p50_ms": _round(hist.quantile(0.5)),
+        "p90_ms": _round(hist.quantile(0.9)),
+        "p99_ms": _round(hist.quantile(0.99)),
+        "p999_ms": _round(hist.quantile(0.999)),
     }
 
 
@@ -124,7 +128,7 @@ def write_outputs(cluster, out: Path, summary: dict, verdicts: list[dict]) -> li
     written = []
     summary = dict(summary, expectations=verdicts)
     p = out / "summary.json"
-    p.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    p.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     written.append(p)
     p = out / "timeseries.csv"
     with p.open("w", newline="") as f:

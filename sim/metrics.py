@@ -46,6 +46,10 @@ def _quantile(counts: list[int], n: int, q: float) -> float | None:
     return LAT_BOUNDS[-1]
 
 
+def _r3(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)
+
+
 class Sampler:
     def __init__(self, cluster, interval_ms: float):
         self.cluster = cluster
@@ -86,14 +90,17 @@ class Sampler:
                         peers_up += 1
             hits = lookups = size = 0
             cache_now = {}
-            for cname, c in getattr(node, "caches", {}).items():
-                h = c.hit.responses if hasattr(c, "hit") else 0
-                lk = sum(getattr(c, s).responses for s in ("hit", "miss", "expired", "stale", "updating", "revalidated")) if hasattr(c, "hit") else 0
+            for cname, c in node.caches.items():
+                st = c.stats
+                h = st["hit"]["responses"]
+                lk = sum(st[k]["responses"] for k in ("hit", "miss", "expired", "stale", "updating", "revalidated"))
                 cache_now[cname] = (h, lk)
                 ph, pl = prev_cache.get(cname, (0, 0))
-                hits += max(h - ph, 0)
-                lookups += max(lk - pl, 0)
-                size += getattr(c, "size", 0)
+                if h < ph or lk < pl:  # statistics were reset
+                    ph = pl = 0
+                hits += h - ph
+                lookups += lk - pl
+                size += c.size
             zs = getattr(node, "zone_sync", None)
             self.rows.append(
                 {
@@ -105,8 +112,8 @@ class Sampler:
                     "responses_3xx": classes[2],
                     "responses_4xx": classes[3],
                     "responses_5xx": classes[4],
-                    "latency_p50_ms": _quantile(diff, dn, 0.5),
-                    "latency_p99_ms": _quantile(diff, dn, 0.99),
+                    "latency_p50_ms": _r3(_quantile(diff, dn, 0.5)),
+                    "latency_p99_ms": _r3(_quantile(diff, dn, 0.99)),
                     "connections_active": node.connections_active,
                     "connections_idle": node.connections_idle,
                     "peers_up": peers_up,
