@@ -34,6 +34,7 @@ from .upstream import Upstream
 from .zone_sync import ZoneSync
 from .zones import LocationZone, ServerZone, SslCounters
 
+DEFAULT_CACHE_KEY = "$scheme$proxy_host$request_uri"
 NGINX_VERSION = "1.25.1"
 NGINX_BUILD = "nginx-plus-r30"
 
@@ -618,15 +619,19 @@ class Node:
         """Look the request up in its location's cache: serve from it, or go to the upstream."""
         zone = self.caches[loc.proxy.cache]
         proxy = loc.proxy
-        vars = self._cache_vars(req)
-        req.vars = vars
-        if proxy.cache_bypass and cache_mod.evaluate_bypass(proxy.cache_bypass, vars):
-            req.cache_status = cache_mod.CacheStatus.BYPASS
-            req.cache_key = cache_mod.cache_key(proxy.cache_key, vars)
-            self.proxy.start(req)
-            return
-        lk = zone.lookup(cache_mod.cache_key(proxy.cache_key, vars), self.env.now, proxy)
-        self._cache_continue(req, zone, lk)
+        if proxy.cache_key == DEFAULT_CACHE_KEY and not proxy.cache_bypass and not proxy.no_cache:
+            # the common case, without building the variables: $scheme$proxy_host$request_uri
+            key = "http" + req.upstream.name + req.uri
+        else:
+            vars = self._cache_vars(req)
+            req.vars = vars
+            if proxy.cache_bypass and cache_mod.evaluate_bypass(proxy.cache_bypass, vars):
+                req.cache_status = cache_mod.CacheStatus.BYPASS
+                req.cache_key = cache_mod.cache_key(proxy.cache_key, vars)
+                self.proxy.start(req)
+                return
+            key = cache_mod.cache_key(proxy.cache_key, vars)
+        self._cache_continue(req, zone, zone.lookup(key, self.env.now, proxy))
 
     def _cache_continue(self, req: Request, zone: CacheZone, lk) -> None:
         if lk.wait is not None:  # proxy_cache_lock: another request is filling this key
@@ -643,7 +648,20 @@ class Node:
         if status in (S.HIT, S.UPDATING, S.STALE):
             entry = lk.entry
             zone.count(status, entry.nbytes)
-            zone.release(lk)
+            if lk.updater:
+                # STALE from proxy_cache_background_update: this request holds the update mark,
+                # so a background subrequest (no client connection: it answers nobody and is
+                # counted only at the backend) fetches the key as EXPIRED and releases the mark
+                bg = Request(self, req.uri, req.host, req.client_ip, req.req_bytes, None, req.method)
+                bg.loc, bg.server, bg.upstream, bg.vars = req.loc, req.server, req.upstream, req.vars
+                bg.incarnation = self.incarnation
+                bg.t0 = self.env.now
+                bg.cache_status = S.EXPIRED
+                bg.cache_key = lk
+                bg.cache_entry = entry if lk.proxy.cache_revalidate else None
+                self.proxy.start(bg)
+            else:
+                zone.release(lk)
             req.cache_status = status
             self.respond(req, entry.status_code, entry.nbytes, delay=self.cache_hit_ms)
             return
@@ -664,16 +682,18 @@ class Node:
         if req.attempt is not None:
             backend = self.backend_of(req.attempt.peer.server, req.attempt.peer.name)
         max_age = backend.spec.cache_max_age_ms if backend is not None else None
+        # a background update has no client: its client request was already counted as STALE
+        count = zone.count if req.conn is not None else (lambda *_args: None)
         try:
             if lk is not None and lk.entry is not None:
                 kind = failure or cache_mod.failure_kind(status)
                 if kind is not None and lk.serve_stale(kind):
-                    zone.count(S.STALE, lk.entry.nbytes)
+                    count(S.STALE, lk.entry.nbytes)
                     req.cache_status = S.STALE
                     return lk.entry.status_code, lk.entry.nbytes
                 if status == 304 and failure is None:
                     zone.revalidate(lk, now, cache_mod.valid_for(proxy, lk.entry.status_code, max_age))
-                    zone.count(S.REVALIDATED, lk.entry.nbytes)
+                    count(S.REVALIDATED, lk.entry.nbytes)
                     req.cache_status = S.REVALIDATED
                     return lk.entry.status_code, lk.entry.nbytes
             written = False
@@ -681,11 +701,11 @@ class Node:
                 valid = cache_mod.valid_for(proxy, status, max_age)
                 cacheable = lk.cacheable if lk is not None else True
                 if (cacheable and valid is not None
-                        and not (proxy.no_cache and cache_mod.evaluate_bypass(proxy.no_cache, req.vars))):
-                    key = lk.key if lk is not None else cache_mod.cache_key(proxy.cache_key, req.vars)
+                        and not (proxy.no_cache and cache_mod.evaluate_bypass(proxy.no_cache, req.vars or self._cache_vars(req)))):
+                    key = lk.key if lk is not None else cache_mod.cache_key(proxy.cache_key, req.vars or self._cache_vars(req))
                     version = backend.content_version(req.uri, now) if backend is not None else None
                     written = zone.store(key, status, nbytes, now, valid, version)
-            zone.count(req.cache_status, nbytes, written)
+            count(req.cache_status, nbytes, written)
             return status, nbytes
         finally:
             if lk is not None:
@@ -718,17 +738,19 @@ class Node:
 
     def upstream_response(self, req: Request, status: int, nbytes: int) -> None:
         """The proxy obtained a response; it reaches the client now."""
-        if req.cache_status is not None:
+        # a fetch begun by a process that has since crashed writes nothing to the cache
+        if req.cache_status is not None and req.incarnation == self.incarnation:
             status, nbytes = self._cache_finish(req, status, nbytes, None)
-        self.respond(req, status, nbytes)
+        if req.conn is not None:  # a background cache update has nobody to answer
+            self.respond(req, status, nbytes)
 
     def upstream_failed(self, req: Request, status: int, kind: str) -> None:
         """No usable response from the upstream (``kind`` is "error" or "timeout")."""
-        if req.cache_status is not None:
+        nbytes = 0
+        if req.cache_status is not None and req.incarnation == self.incarnation:
             status, nbytes = self._cache_finish(req, status, 0, kind)
+        if req.conn is not None:
             self.respond(req, status, nbytes)
-            return
-        self.respond(req, status, 0)
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
         """Send the response (after ``delay`` ms) and update every counter on the way out."""
