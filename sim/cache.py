@@ -618,7 +618,11 @@ class CacheZone:
         if self._timer_pending or not self._nodes:
             return
         head = next(iter(self._nodes.values()))
-        delay = max(head.expire - self.env.now, min_delay)
+        delay = head.expire - self.env.now
+        if delay <= 0:
+            # only a node in use, renewed with inactive=0, is due already: wait a manager sleep
+            # rather than spin at one instant; any later deadline is kept exactly
+            delay = min_delay
         self._timer_pending = True
         gen = self._timer_gen
 

@@ -28,8 +28,8 @@ from .limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
 from .proxy import Proxy, Request
 from .resolver import Resolver, ResolverZone
 from .routing import Router
-from .stream import StreamSide
 from .slabs import SlabPool
+from .stream import StreamSide
 from .upstream import Upstream
 from .zone_sync import ZoneSync
 from .zones import LocationZone, ServerZone, SslCounters
@@ -650,8 +650,8 @@ class Node:
             zone.count(status, entry.nbytes)
             if lk.updater:
                 # STALE from proxy_cache_background_update: this request holds the update mark,
-                # so a background subrequest (no client connection: it answers nobody and is
-                # counted only at the backend) fetches the key as EXPIRED and releases the mark
+                # so a background subrequest (no client connection: it answers nobody) fetches
+                # the key as EXPIRED, is counted under its own status, and releases the mark
                 bg = Request(self, req.uri, req.host, req.client_ip, req.req_bytes, None, req.method)
                 bg.loc, bg.server, bg.upstream, bg.vars = req.loc, req.server, req.upstream, req.vars
                 bg.incarnation = self.incarnation
@@ -682,18 +682,16 @@ class Node:
         if req.attempt is not None:
             backend = self.backend_of(req.attempt.peer.server, req.attempt.peer.name)
         max_age = backend.spec.cache_max_age_ms if backend is not None else None
-        # a background update has no client: its client request was already counted as STALE
-        count = zone.count if req.conn is not None else (lambda *_args: None)
         try:
             if lk is not None and lk.entry is not None:
                 kind = failure or cache_mod.failure_kind(status)
                 if kind is not None and lk.serve_stale(kind):
-                    count(S.STALE, lk.entry.nbytes)
+                    zone.count(S.STALE, lk.entry.nbytes)
                     req.cache_status = S.STALE
                     return lk.entry.status_code, lk.entry.nbytes
                 if status == 304 and failure is None:
                     zone.revalidate(lk, now, cache_mod.valid_for(proxy, lk.entry.status_code, max_age))
-                    count(S.REVALIDATED, lk.entry.nbytes)
+                    zone.count(S.REVALIDATED, lk.entry.nbytes)
                     req.cache_status = S.REVALIDATED
                     return lk.entry.status_code, lk.entry.nbytes
             written = False
@@ -705,7 +703,7 @@ class Node:
                     key = lk.key if lk is not None else cache_mod.cache_key(proxy.cache_key, req.vars or self._cache_vars(req))
                     version = backend.content_version(req.uri, now) if backend is not None else None
                     written = zone.store(key, status, nbytes, now, valid, version)
-            count(req.cache_status, nbytes, written)
+            zone.count(req.cache_status, nbytes, written)
             return status, nbytes
         finally:
             if lk is not None:
