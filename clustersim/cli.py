@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a scenario and its nginx.conf without running")
     p.add_argument("scenario")
     p.set_defaults(func=cmd_check)
+    from clustersim import serve_cmd
+
+    serve_cmd.register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import orjson
 import yaml
-from api.render import node_state
 
+from api.render import node_state
 from sim.metrics import COLUMNS
 
 _OPS = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge, ">": operator.gt}
@@ -87,9 +87,9 @@ def build_summary(cluster, version: int = 9) -> dict:
         "faults": [{"at_s": round(t / 1000.0, 3), "action": a, "note": n} for t, a, n in cluster.fault_log],
         "not_simulated": not_sim,
     }
-    extra = getattr(cluster, "summary_extra", None)
-    if extra is not None:
-        out.update(extra())
+    replication = cluster.replication_reports()
+    if replication:
+        out["replication"] = replication
     return out
 
 
@@ -182,7 +182,36 @@ def _plots(cluster, out: Path) -> list[Path]:
     p = out / "traffic.png"
     fig.savefig(p, dpi=90)
     plt.close(fig)
-    return [p]
+    written = [p]
+    if any(r["zone_sync_nodes_online"] is not None for r in rows):
+        written.append(_zone_sync_plot(cluster, rows, out, plt))
+    return written
+
+
+def _zone_sync_plot(cluster, rows, out: Path, plt) -> Path:
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    for name in cluster.nodes:
+        rs = [r for r in rows if r["node"] == name]
+        t = [r["time_s"] for r in rs]
+        axes[0].step(t, [math.nan if r["zone_sync_nodes_online"] is None else r["zone_sync_nodes_online"] for r in rs], where="post", label=name)
+        axes[1].plot(t, [math.nan if r["zone_sync_records_pending"] is None else r["zone_sync_records_pending"] for r in rs], label=name)
+    end = cluster.env.now / 1000.0
+    for (zone, _side), probe in cluster.replication_probes.items():
+        pts = [(ms / 1000.0, n) for ms, n, _up in probe.series] + [(end, probe.series[-1][1] if probe.series else 0)]
+        axes[2].step([x for x, _ in pts], [y for _, y in pts], where="post", label=zone)
+    axes[0].set_ylabel("nodes_online")
+    axes[1].set_ylabel("records_pending")
+    axes[2].set_ylabel("divergent keys")
+    axes[2].set_xlabel("simulated time (s)")
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper right", fontsize="small")
+    fig.suptitle(f"{cluster.scenario.name}: zone_sync (seed {cluster.seed})")
+    fig.tight_layout()
+    p = out / "zone_sync.png"
+    fig.savefig(p, dpi=90)
+    plt.close(fig)
+    return p
 
 
 def summary_table(summary: dict) -> str:
@@ -209,5 +238,24 @@ def summary_table(summary: dict) -> str:
             f"{name:<10} {total:>10} {fmt(n['requests_per_s']):>9} {classes[1]:>9} {classes[3]:>7} {classes[4]:>7} "
             f"{fmt(lat['p50_ms']):>8} {fmt(lat['p99_ms']):>8} {f'{up}/{len(peers)}':>9} "
             f"{(f'{hits / lookups:.1%}' if lookups else '-'):>9}"
+        )
+    zs_rows = []
+    for name, n in summary["nodes"].items():
+        zs = ((n.get("api") or {}).get("stream") or {}).get("zone_sync")
+        if zs:
+            st = zs["status"]
+            pending = sum(z["records_pending"] for z in zs["zones"].values())
+            total = sum(z["records_total"] for z in zs["zones"].values())
+            zs_rows.append(f"{name:<10} {st['nodes_online']:>12} {st['msgs_out']:>9} {st['msgs_in']:>9} {pending:>15} {total:>13}")
+    if zs_rows:
+        head = f"{'node':<10} {'nodes_online':>12} {'msgs_out':>9} {'msgs_in':>9} {'records_pending':>15} {'records_total':>13}"
+        lines += ["", "zone_sync", head, "-" * len(head), *zs_rows]
+    for zone, r in summary.get("replication", {}).items():
+        ttc = r["time_to_converge_ms"]
+        lines.append(
+            f"replication of {zone}: {'converged' if r['converged'] else 'NOT converged'}"
+            f"{'' if ttc is None else f' {ttc / 1000:g}s after the last write or heal'}, "
+            f"{r['writes']} writes, at most {r['max_divergent_keys']} keys divergent, "
+            f"{r['lost_updates']} lost updates, {r['resurrected_keys']} resurrected"
         )
     return "\n".join(lines)

@@ -16,11 +16,14 @@ from simpy.events import Timeout
 from .backend import Backend
 from .clock import DEFAULT_EPOCH_MS
 from .faults import apply_fault
+from .kvclients import start_keyval_writers
 from .metrics import Sampler
 from .network import Network
 from .node import Node
+from .replication import ReplicationProbe, report_for_cluster
 from .rng import Streams
 from .scenario import Scenario
+from .stream import start_stream_workloads
 from .workload import Workload
 
 
@@ -28,7 +31,8 @@ class Cluster:
     """A cluster of NGINX Plus nodes and their backends, ready to run."""
 
     def __init__(self, scenario: Scenario, *, seed: int | None = None, env: simpy.Environment | None = None,
-                 start_workloads: bool = True, sample: bool = True, state_dir=None):
+                 start_workloads: bool = True, sample: bool = True, state_dir=None,
+                 probe_interval_ms: float = 100.0):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         # where keyval `state=` files live (the run's output directory); None keeps them in memory
@@ -51,14 +55,37 @@ class Cluster:
         for w in scenario.workloads:
             targets = [self.nodes[n] for n in w.nodes] if w.nodes else list(self.nodes.values())
             self.workloads.append(Workload(self.env, w, targets, self.streams))
+        self.stream_workloads: list = []
+        self.keyval_writers = None
+        self.replication_probes: dict[tuple[str, str], ReplicationProbe] = {}
+        self._probe_interval_ms = probe_interval_ms
         if start_workloads:
             for w in self.workloads:
                 w.start()
+            self.start_background_clients()
         for i, fault in enumerate(scenario.model.faults):
             self._schedule_fault(i, fault)
         self.sampler = Sampler(self, scenario.model.sample_interval) if sample else None
         if self.sampler is not None:
             self.sampler.start()
+
+    def start_background_clients(self) -> None:
+        """Start the stream workloads and the keyval writers (with a replication probe per zone)."""
+        self.stream_workloads = start_stream_workloads(self)
+        self.keyval_writers = start_keyval_writers(self)
+        for zone, side in self.keyval_writers.zones():
+            self.replication_probes[(zone, side)] = ReplicationProbe(
+                self, zone, side, interval_ms=self._probe_interval_ms, history=self.keyval_writers.history
+            )
+
+    def replication_reports(self) -> dict[str, dict]:
+        """The replication checker's verdict for each keyval zone the writers used."""
+        if self.keyval_writers is None:
+            return {}
+        return {
+            zone: report_for_cluster(self, self.keyval_writers.history, zone, side, probe).summary()
+            for (zone, side), probe in self.replication_probes.items()
+        }
 
     # --- services the nodes use -------------------------------------------------------------------
 

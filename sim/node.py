@@ -577,7 +577,8 @@ class Node:
         """Run the location's content handler: return, api, proxy_pass, or nothing (404)."""
         if loc.return_code is not None:
             self.respond(req, loc.return_code, len(loc.return_text or ""))
-        elif loc.api:
+        elif loc.api or loc.root is not None or loc.alias is not None:
+            # the API and files on disk are answered by the live server through its hook
             if self.api_hook is not None:
                 self.api_hook(req)
             else:

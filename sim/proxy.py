@@ -223,7 +223,9 @@ class Proxy:
         link = self.network.link(node.name, peer.server)
         proxy = req.loc.proxy
         reused = up.take_keepalive(peer)
-        if reused and not link.cut:
+        # a backend that went down closed its idle connections (nginx's keepalive cache drops a
+        # cached connection the peer closed), so only a fresh connect is left, and it is refused
+        if reused and not link.cut and backend is not None and backend.accepting:
             pre = link.transfer_ms(req.req_bytes)
         else:
             c = link.connect_ms(proxy.connect_timeout_ms)
@@ -253,10 +255,12 @@ class Proxy:
         att: Attempt = ev._value
         if att.abandoned:
             return
-        if not att.started:
-            att.abandoned = True
-        elif not att.timed_out:
+        if att.started and not att.timed_out:
             return
+        # an attempt that waited at a busy backend can hold two timers for the same deadline
+        # (one armed while queued, one when its late response became known); the first ends
+        # the attempt and the other must find it over, or the peer counts two failures
+        att.abandoned = True
         self._attempt_failed(att.req, att.peer, "timeout", att)
 
     # --- completion ---------------------------------------------------------------------------

@@ -102,11 +102,16 @@ class Router:
 
     def _server_for(self, host: str, port: int, address: str | None) -> int | None:
         host = host.split(":", 1)[0].lower().rstrip(".")
+        # a connection to an address that some server listens on explicitly is served only by
+        # the servers listening on exactly that address; wildcard listens serve the rest
+        exact = address is not None and any(
+            lst.port == port and lst.address == address for s in self.servers for lst in s.listens
+        )
         candidates = []
         default = None
         for i, s in enumerate(self.servers):
             for lst in s.listens:
-                if lst.port == port and (lst.address is None or address is None or lst.address == address):
+                if lst.port == port and (address is None or lst.address == address or (lst.address is None and not exact)):
                     candidates.append(i)
                     if lst.default_server and default is None:
                         default = i

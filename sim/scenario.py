@@ -23,7 +23,9 @@ from . import config as nginx_config
 from . import dists
 from .backend import BackendSpec
 from .clock import UnitError, parse_duration, parse_size
+from .kvclients import KeyvalWriterSpec
 from .network import LinkSpec
+from .stream import StreamWorkloadSpec
 from .workload import PathSpec, WorkloadSpec
 
 
@@ -51,7 +53,7 @@ def _dist(v: Any) -> dists.DistSpec:
     try:
         return dists.parse(v, "value")
     except dists.DistError as e:
-        raise ValueError(str(e).removeprefix("value: ").removeprefix("value")) from None
+        raise ValueError(str(e).removeprefix("value: ").removeprefix("value.")) from None
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
@@ -170,6 +172,40 @@ class ExpectationModel(_Model):
     value: float
 
 
+class StreamWorkloadModel(_Model):
+    """``stream_workloads[]``: open-loop TCP sessions (sim/stream.py)."""
+
+    name: str = "tcp_clients"
+    nodes: list[str] | Literal["all"] = "all"
+    port: int = Field(12345, ge=1, le=65535)
+    rate: float = Field(10.0, ge=0)  # sessions per second per node
+    arrivals: Literal["poisson", "constant"] = "poisson"
+    duration: Dist = dists.DistSpec("constant", (1000.0,))  # ms
+    bytes_sent: Dist = dists.DistSpec("constant", (512.0,))
+    clients: int = Field(1000, ge=1)
+    discard_share: float = Field(0.0, ge=0, le=1)
+    start: Duration = 0.0
+    stop: Duration | None = None
+
+
+class KeyvalWriterModel(_Model):
+    """``keyval_writers[]``: simulated API clients writing keyval pairs (sim/kvclients.py)."""
+
+    name: str = "writer"
+    zone: str
+    side: Literal["stream", "http"] = "stream"
+    nodes: list[str] | Literal["all"] = "all"
+    rate: float = Field(1.0, ge=0)  # writes per second per node
+    arrivals: Literal["poisson", "constant"] = "poisson"
+    keys: int = Field(100, ge=1)
+    key_prefix: str = "key"
+    zipf: float = Field(0.0, ge=0)
+    delete_share: float = Field(0.0, ge=0, le=1)
+    value_bytes: int = Field(0, ge=0)
+    start: Duration = 0.0
+    stop: Duration | None = None
+
+
 class ScenarioModel(_Model):
     name: str | None = None
     description: str = ""
@@ -188,6 +224,8 @@ class ScenarioModel(_Model):
     workloads: list[WorkloadModel] = Field(default_factory=list)
     faults: list[FaultModel] = Field(default_factory=list)
     expectations: list[ExpectationModel] = Field(default_factory=list)
+    stream_workloads: list[StreamWorkloadModel] = Field(default_factory=list)
+    keyval_writers: list[KeyvalWriterModel] = Field(default_factory=list)
 
     @field_validator("nodes")
     @classmethod
@@ -236,6 +274,8 @@ class Scenario:
     workloads: tuple[WorkloadSpec, ...]
     link: LinkSpec
     node_link: LinkSpec
+    stream_workloads: tuple[StreamWorkloadSpec, ...] = ()
+    keyval_writers: tuple[KeyvalWriterSpec, ...] = ()
 
     @property
     def seed(self) -> int:
@@ -281,7 +321,7 @@ def _line_map(node, path=(), out=None) -> dict[tuple, int]:
     """Map every field path in the YAML document to its 1-based line."""
     if out is None:
         out = {}
-    out[path] = node.start_mark.line + 1
+    out.setdefault(path, node.start_mark.line + 1)  # a key's own line wins over its value's
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             key = k.value
@@ -297,6 +337,17 @@ def _line_map(node, path=(), out=None) -> dict[tuple, int]:
         for i, v in enumerate(node.value):
             _line_map(v, (*path, i), out)
     return out
+
+
+_TYPE_LABELS = ("int", "str", "float", "bool", "none")
+
+
+def _clean_loc(loc) -> tuple:
+    """Drop pydantic's type labels (``'int'``, ``'list[NodeModel]'``...) from an error location."""
+    return tuple(
+        p for p in loc
+        if not (isinstance(p, str) and (p in _TYPE_LABELS or "[" in p or p.startswith("function-")))
+    )
 
 
 def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
@@ -345,8 +396,9 @@ def loads(text: str, *, filename: str = "<scenario>", base_dir: str | Path = "."
     try:
         model = ScenarioModel.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = tuple(err["loc"])
+        # a union (nodes: int | list) reports one error per branch: the deepest is the useful one
+        err = max(e.errors(), key=lambda x: len(_clean_loc(x["loc"])))
+        loc = _clean_loc(err["loc"])
         line = _line_for(lines, loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -370,6 +422,10 @@ def loads(text: str, *, filename: str = "<scenario>", base_dir: str | Path = "."
             include_map = {k: str((base_dir / v).resolve()) if not Path(v).is_absolute() else v for k, v in model.include_map.items()}
             return nginx_config.load(conf_path, include_map=include_map or None)
         except nginx_config.ConfigError as e:
+            if inline is not None and e.where is not None and e.where.file.endswith("#nginx_conf_inline"):
+                # the inline text starts on the line after its key (a YAML block scalar)
+                line = _line_for(lines, ("nginx_conf_inline",)) + e.where.line
+                raise ScenarioError(f"{filename}:{line}: nginx_conf_inline: {e.message}") from None
             raise ScenarioError(f"{e} (nginx_conf of {where(*loc)})") from None
 
     default_conf = None
@@ -452,4 +508,64 @@ def loads(text: str, *, filename: str = "<scenario>", base_dir: str | Path = "."
         workloads=tuple(workloads),
         link=link,
         node_link=node_link,
+        **_stream_and_keyval_specs(model, nodes, where),
     )
+
+
+def _stream_and_keyval_specs(model: ScenarioModel, nodes: list[NodeSpec], where) -> dict:
+    """``stream_workloads`` and ``keyval_writers`` as specs, checked against the nodes' configs."""
+    by_name = {n.name: n for n in nodes}
+
+    def targets(field: str, i: int, names) -> tuple[str, ...] | None:
+        if names == "all":
+            return None
+        for n in names:
+            if n not in by_name:
+                raise ScenarioError(f"{where(field, i, 'nodes')}: {field}[{i}].nodes: unknown node {n!r}")
+        return tuple(names)
+
+    streams = []
+    for i, w in enumerate(model.stream_workloads):
+        streams.append(
+            StreamWorkloadSpec(
+                name=w.name if sum(1 for x in model.stream_workloads if x.name == w.name) == 1 else f"{w.name}{i}",
+                nodes=targets("stream_workloads", i, w.nodes),
+                port=w.port,
+                rate=w.rate,
+                arrivals=w.arrivals,
+                duration=w.duration,
+                bytes_sent=w.bytes_sent,
+                clients=w.clients,
+                discard_share=w.discard_share,
+                start_ms=w.start,
+                stop_ms=w.stop,
+            )
+        )
+    writers = []
+    for i, w in enumerate(model.keyval_writers):
+        names = targets("keyval_writers", i, w.nodes)
+        for n in names or by_name:
+            block = getattr(by_name[n].conf, w.side)
+            if block is None or w.zone not in block.keyval_zones:
+                raise ScenarioError(
+                    f"{where('keyval_writers', i, 'zone')}: keyval_writers[{i}].zone: "
+                    f"node {n} has no {w.side} keyval_zone {w.zone!r}"
+                )
+        writers.append(
+            KeyvalWriterSpec(
+                name=w.name if sum(1 for x in model.keyval_writers if x.name == w.name) == 1 else f"{w.name}{i}",
+                zone=w.zone,
+                side=w.side,
+                nodes=names,
+                rate=w.rate,
+                arrivals=w.arrivals,
+                keys=w.keys,
+                key_prefix=w.key_prefix,
+                zipf=w.zipf,
+                delete_share=w.delete_share,
+                value_bytes=w.value_bytes,
+                start_ms=w.start,
+                stop_ms=w.stop,
+            )
+        )
+    return {"stream_workloads": tuple(streams), "keyval_writers": tuple(writers)}

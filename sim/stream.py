@@ -189,6 +189,12 @@ class StreamSide:
             if hc.started and not hc.stopped:
                 hc.stop()
 
+    def server_added(self, upstream: Upstream, peer) -> None:
+        """A server was added to a stream upstream at run time: its health checks take it on."""
+        for hc in self.health_checkers:
+            if hc.upstream is upstream:
+                hc.on_server_added(peer)
+
     # --- lookups --------------------------------------------------------------------------------
 
     def upstream_named(self, name: str) -> Upstream | None:

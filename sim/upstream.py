@@ -5,8 +5,10 @@ A :class:`Peer` counts its own traffic with the API's field names and knows its 
 active health checks (:mod:`sim.health`), and ``unavail`` from passive failure detection as
 nginx's round-robin module does it: a failed attempt increments the in-window failure count and
 stamps ``checked``; once ``max_fails`` is reached the peer is skipped until ``fail_timeout`` has
-passed since the last stamp, then tried again; the first success after a fresh selection clears
-the count. An :class:`Upstream` owns its peers (primary and backup lists), its balancer, its
+passed since the last stamp, then tried again by one request (a probe that stamps ``checked``
+anew, so the others keep skipping the peer until it answers); the first success after a fresh
+selection clears the count, and ``unavail``, ``downtime`` and ``downstart`` follow the state.
+An :class:`Upstream` owns its peers (primary and backup lists), its balancer, its
 ``queue`` and the run-time add/patch/remove operations with nginx's validation rules.
 """
 
@@ -65,6 +67,7 @@ class Peer:
         self.checked = now
         self.accessed = now
         self._unavail_until: float | None = None
+        self._probing = False  # the unavail period is a probe's, not yet counted in ``unavail``
         self._ramp_start: float | None = None
         # active health checks: None (no opinion), "checking" or "unhealthy"
         self.hc_state: str | None = None
@@ -101,6 +104,7 @@ class Peer:
         until = self._unavail_until
         if until is not None and now > until:
             self._unavail_until = None
+            self._probing = False
             if self.hc_state is None and self._down_since is not None:
                 self._downtime += until - self._down_since
                 self._down_since = None
@@ -185,10 +189,22 @@ class Peer:
         self.selected = now
         if now - self.checked > self.fail_timeout_ms:
             self.checked = now
+            if self.max_fails and self._fails >= self.max_fails and not self.upstream.single:
+                # a probe after fail_timeout: with the count still at max_fails and ``checked``
+                # fresh, nginx skips the peer for every other request until this one answers,
+                # so the peer is unavailable again (and down) from now; not counted in ``unavail``
+                self._unavail_until = now + self.fail_timeout_ms
+                self._probing = True
+                if self._down_since is None:
+                    self._down_since = now
 
     def note_failure(self, now: float) -> None:
         """A failed attempt (error, timeout, or a status listed in proxy_next_upstream)."""
         self._sync(now)
+        # ``unavail`` counts how many times the peer became unavailable: requests that were
+        # already running when it did and fail afterwards extend the period but are no new one
+        was_unavail = self._unavail_until is not None and not self._probing
+        self._probing = False
         self.fails += 1
         self._fails += 1
         self.checked = now
@@ -198,7 +214,8 @@ class Peer:
             if self.effective_weight < 0:
                 self.effective_weight = 0
             if self._fails >= self.max_fails and not self.upstream.single:
-                self.unavail += 1
+                if not was_unavail:
+                    self.unavail += 1
                 self._unavail_until = now + self.fail_timeout_ms
                 self._ramp_start = None
                 if self._down_since is None:
@@ -209,7 +226,17 @@ class Peer:
         it selects a peer after the fail_timeout window, so a success that follows such a fresh
         selection (checked newer than the last failure) clears the in-window failure count."""
         if self.accessed < self.checked:
-            self._fails = 0
+            self.clear_fails(now)
+
+    def clear_fails(self, now: float) -> None:
+        """Forget the failure count; a probe's unavailable period (if one is open) ends now."""
+        self._fails = 0
+        if self._unavail_until is not None:
+            self._unavail_until = None
+            self._probing = False
+            if self.hc_state is None and self._down_since is not None:
+                self._downtime += now - self._down_since
+                self._down_since = None
 
     def count_response(self, status: int, nbytes: int, header_ms: float, total_ms: float) -> None:
         self.responses[status // 100 - 1] += 1
@@ -603,7 +630,7 @@ class Upstream:
             if key in vals:
                 setattr(peer, attr, vals[key])
         if vals.get("down") is False:
-            peer._fails = 0
+            peer.clear_fails(self.env.now)
         self._rebuild()
         return peer
 

@@ -76,3 +76,20 @@ def test_location_rules_exact_caret_regex_prefix_nested():
     }
     for uri, expected in cases.items():
         assert r.location_for(si, uri).return_text == expected, uri
+
+
+def test_an_explicit_listen_address_takes_its_connections_from_wildcard_servers():
+    conf = loads(
+        """
+        http {
+            server { server_name backend.example.com; location / { return 200 "data"; } }
+            server { listen 127.0.0.1; location /api { return 200 "api"; } }
+        }
+        """,
+        filename="seed-like.conf",
+    )
+    r = Router(conf.http.servers)
+    assert r.server_for("anything", 80, "127.0.0.1") == 1
+    assert r.server_for("backend.example.com", 80, "127.0.0.1") == 1
+    assert r.server_for("backend.example.com", 80, "127.0.0.5") == 0
+    assert r.server_for("backend.example.com", 80, None) == 0

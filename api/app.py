@@ -1,0 +1,474 @@
+"""The NGINX Plus REST API of one simulated node, as a FastAPI application.
+
+:func:`create_app` mounts the routers of ``api/routers`` under the node's ``api`` location
+(``/api`` unless the configuration says otherwise): ``GET /api/`` lists the versions served, and
+``/api/{version}/...`` holds one mounted router per resource, so a request is matched against a
+few routes rather than all of them. In front of FastAPI sits :class:`NginxFront`, a plain ASGI
+layer doing what nginx does before the API module sees a request:
+
+* the path is normalised (duplicate slashes merged, a trailing slash added), so ``/x`` and
+  ``/x/`` are one request and no redirect is ever sent;
+* the request becomes traffic on the node (:class:`ApiTraffic`): a client connection, a request
+  on a worker, the server zone and location zone of the API's server block and its
+  ``limit_req``/``limit_conn``, through the node's own request path -- unless the caller did that
+  already and says so with ``scope["nginx.counted"]`` (the live server, ``api/live.py``, which
+  also passes the worker's ``scope["nginx.pid"]``);
+* ``allow``/``deny`` of the API location are applied to the client address.
+
+Every error is the NGINX error object (``api/errors.py``); what nginx answers outside the API
+module (403 from ``deny``, 503 from a limit, 404 outside the API location) is nginx's HTML page.
+docs/api-server.md records the choices.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from functools import lru_cache
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, Router
+
+from sim.errors import SimError
+
+from . import render
+from . import versions as V
+from .deps import GATES, ApiState, NginxJSON, Plan, Resource, json_response, state_of
+from .errors import ApiError, from_sim, html_page
+from .routers import http, keyvals, nginx, resolvers, stream, upstreams
+
+#: Resource routers in the order requests are matched against them (the most polled first).
+RESOURCES: list[Resource] = [
+    *upstreams.RESOURCES,
+    *http.RESOURCES,
+    *keyvals.RESOURCES,
+    *stream.RESOURCES,
+    *resolvers.RESOURCES,
+    *nginx.RESOURCES,
+]
+
+
+def create_app(node, *, write: bool | None = None, api_prefix: str | None = None, version_policy="all",
+               fast_get: bool = True) -> FastAPI:
+    """The FastAPI application serving the NGINX Plus API of ``node``.
+
+    ``write``: None follows ``api write=`` of the node's API location (read-only without one);
+    True/False override it. ``api_prefix``: None takes the API location's path (``/api`` without
+    one). ``version_policy``: ``"all"`` (1..9), the newest version N to serve 1..N (an older
+    NGINX Plus), or an explicit collection of versions. ``fast_get``: GET requests skip FastAPI's
+    request machinery (:class:`GetTable`); False sends everything through FastAPI (same answers).
+    """
+    state = ApiState(node, write=write, api_prefix=api_prefix, version_policy=version_policy)
+    app = FastAPI(
+        title=f"NGINX Plus API of {node.name}",
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        redirect_slashes=False,
+    )
+    app.state.nginx = state
+
+    version_routes: list = []
+    for res in RESOURCES:
+        if res.mount:
+            version_routes.append(Mount(res.mount, app=Router(res.router.routes, redirect_slashes=False)))
+        else:
+            version_routes.extend(res.router.routes)
+    prefix = state.prefix
+    app.router.routes.append(Route(prefix + "/", _versions_endpoint, methods=["GET"]))
+    app.router.routes.append(Mount(prefix + "/{version}", app=Router(version_routes, redirect_slashes=False)))
+
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(SimError, _sim_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(NginxFront, state=state, get_table=GetTable(RESOURCES) if fast_get else None)
+    return app
+
+
+async def _versions_endpoint(request: Request) -> Response:
+    return json_response(render.versions_list(state_of(request).versions))
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+def _error_response(request: Request, err: ApiError) -> Response:
+    state: ApiState = state_of(request)
+    scope = request.scope
+    path = scope.get("nginx.path", scope["path"])
+    version = state.version_in_path(path)
+    if version is not None:
+        err = err.in_version(version)
+    body = state.error_body(err, path, scope.get("nginx.method", request.method), version)
+    return NginxJSON(body, status_code=err.status)
+
+
+async def _api_error(request: Request, exc: ApiError) -> Response:
+    return _error_response(request, exc)
+
+
+async def _sim_error(request: Request, exc: SimError) -> Response:
+    return _error_response(request, from_sim(exc))
+
+
+def _routing_error(request: Request, status: int) -> Response:
+    """404/405 from routing, in the order of docs/api.md: UnknownVersion, PathNotFound (or the
+    not-configured code of ``/stream/``), MethodNotSupported."""
+    state: ApiState = state_of(request)
+    path = request.scope.get("nginx.path", request.scope["path"])
+    rest = _inside(state.prefix, _normalize(path))
+    if rest is None:
+        return Response(html_page(404, state.node.version), status_code=404, media_type="text/html")
+    segment = rest.strip("/").split("/", 1)[0]
+    version = state.version_in_path(path)
+    if segment and version is None:
+        err = ApiError("UnknownVersion")
+    elif status == 405:
+        # the route matched the path for another method: its gate knows the path's versions
+        gate = GATES.get(request.scope.get("endpoint"))
+        err = ApiError("MethodNotSupported")
+        if gate is not None and version is not None:
+            if not gate.exists_in(version):
+                err = ApiError("PathNotFound")
+            elif gate.stream and not render.has_stream(state.node):
+                err = ApiError(V.not_configured_error(version, "stream"))
+            elif gate.zone_sync and not render.has_zone_sync(state.node):
+                err = ApiError(V.not_configured_error(version, "zone_sync"))
+    else:
+        err = ApiError("PathNotFound")
+    return _error_response(request, err)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    return _routing_error(request, exc.status_code)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    # Every parameter is declared as a string, so FastAPI has nothing to refuse; should that
+    # change, the client still gets nginx's answer for a path it cannot serve.
+    return _routing_error(request, 404)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    state: ApiState = state_of(request)
+    return Response(html_page(500, state.node.version), status_code=500, media_type="text/html")
+
+
+# --------------------------------------------------------------------------------------------------
+# In front of the API module
+
+_SLASHES = re.compile(r"/{2,}")
+
+
+def _normalize(path: str) -> str:
+    """``merge_slashes`` and one canonical form for ``/x`` and ``/x/``."""
+    if "//" in path:
+        path = _SLASHES.sub("/", path)
+    return path if path.endswith("/") else path + "/"
+
+
+def _inside(prefix: str, path: str) -> str | None:
+    """The part of a normalised ``path`` below ``prefix`` (starting with "/"), or None."""
+    if path.startswith(prefix + "/"):
+        return path[len(prefix) :]
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _client_address(host: str):
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+class Access:
+    """``allow``/``deny`` rules of a location: the first rule matching the client decides."""
+
+    def __init__(self, rules):
+        self.rules = [
+            (r.action == "allow", None if r.cidr == "all" else ipaddress.ip_network(r.cidr, strict=False))
+            for r in rules
+        ]
+
+    def allows(self, host: str | None) -> bool:
+        if not self.rules:
+            return True
+        addr = _client_address(host) if host else None
+        for allow, net in self.rules:
+            if net is None or (addr is not None and addr.version == net.version and addr in net):
+                return allow
+        return True
+
+
+class ApiTicket:
+    """One API request in the node's books until :meth:`finish`."""
+
+    __slots__ = ("node", "conn", "req", "rejected")
+
+    def __init__(self, node, conn, req, rejected: bool):
+        self.node = node
+        self.conn = conn
+        self.req = req
+        self.rejected = rejected  # answered by limit_req/limit_conn before the API module
+
+    @property
+    def pid(self) -> int:
+        return self.conn.worker.pid
+
+    def finish(self, status: int, nbytes: int) -> None:
+        node = self.node
+        node.respond(self.req, status, nbytes)
+        node.close_conn(self.conn)
+
+
+class ApiTraffic:
+    """API requests as traffic on the node, through the node's own request path.
+
+    Each request opens a client connection (closed after the response: API clients are counted
+    as non-keepalive), then :meth:`sim.node.Node.handle` routes it to the API location, counting
+    the worker's request, the server and location zones and applying ``limit_conn`` and
+    ``limit_req``. The node hands requests reaching an ``api`` location to ``node.api_hook``;
+    for the duration of that synchronous call the hook is a recorder of ours, so a request the
+    node did not answer itself is ours to answer. A request ``limit_req`` would delay is answered
+    at once (API requests never wait for simulated time; the zone still counts it as delayed).
+    Requests that would not reach the API location in the node's configuration are not counted.
+    """
+
+    def __init__(self, state: ApiState):
+        self.state = state
+        self._conf = None
+        self._target: tuple[str, int, str | None] | None = None
+
+    def _route_target(self, loc) -> tuple[str, int, str | None] | None:
+        """(host, port, listen address) that the node routes to the API's server block."""
+        node = self.state.node
+        if node.conf is self._conf:
+            return self._target
+        self._conf = node.conf
+        self._target = None
+        server = loc.server
+        names = [n for n in server.server_names if n and not n.startswith(("~", "*", ".")) and "*" not in n]
+        for listen in server.listens:
+            for host in [*names, ""]:
+                if node.router.server_for(host, listen.port, listen.address) == loc.server_index:
+                    self._target = (host, listen.port, listen.address)
+                    return self._target
+        return None
+
+    def begin(self, scope, uri: str) -> ApiTicket | None:
+        node = self.state.node
+        loc = self.state.api_location
+        if loc is None or not node.up:
+            return None
+        target = self._route_target(loc)
+        if target is None or node.router.location_for(loc.server_index, uri) is not loc.location:
+            return None
+        conn = node.open_conn(ssl=scope.get("scheme") == "https")
+        if conn is None:
+            return None
+        host, port, address = target
+        client = scope.get("client")
+        client_ip = client[0] if client else "127.0.0.1"
+        seen: list = []
+        previous = node.api_hook
+        node.api_hook = seen.append
+        try:
+            req = node.handle(conn, uri, host, port, client_ip, _request_bytes(scope), method=scope["method"],
+                              listen_address=address)
+        finally:
+            node.api_hook = previous
+        if req is None:
+            node.close_conn(conn)
+            return None
+        return ApiTicket(node, conn, req, rejected=req.final and not seen)
+
+
+def _request_bytes(scope) -> int:
+    """Request line, headers and body as they came on the wire (the body by its Content-Length)."""
+    n = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 13
+    body = 0
+    for name, value in scope.get("headers") or ():
+        n += len(name) + len(value) + 4
+        if name == b"content-length" and value.isdigit():
+            body = int(value)
+    return n + 2 + body
+
+
+def _response_head_bytes(message) -> int:
+    return 17 + sum(len(k) + len(v) + 4 for k, v in message.get("headers") or ()) + 2
+
+
+class GetTable:
+    """Every GET endpoint by path segments, called without FastAPI's per-request machinery.
+
+    FastAPI spends more time per request than rendering a small object takes (routing through
+    every route, building and validating parameters); monitoring clients only GET, so GETs are
+    looked up here, in a tree of path segments, and their handler is run through :class:`Plan`
+    with the same dependencies. A path that is not found here goes to FastAPI, which answers
+    the errors.
+    """
+
+    def __init__(self, resources: list[Resource]):
+        self.root: dict = {}
+        for res in resources:
+            for method, template, fn in res.operations:
+                if method != "GET":
+                    continue
+                names = frozenset(seg[1:-1] for seg in template.split("/") if seg.startswith("{"))
+                node = self.root
+                for seg in (s for s in template.split("/") if s):
+                    key = "{}" if seg.startswith("{") else seg
+                    node = node.setdefault(key, {})
+                    if key == "{}":
+                        node["\0name"] = seg[1:-1]
+                node["\0handler"] = (fn, Plan(fn, names | {"version"}))
+
+    def match(self, segments: list[str]) -> tuple[Callable, Plan, dict] | None:
+        """Handler, plan and path parameters for ``[version, *segments]``, or None."""
+        params = {"version": segments[0]}
+        node = self.root
+        for seg in segments[1:]:
+            child = node.get(seg)
+            if child is None:
+                child = node.get("{}")
+                if child is None:
+                    return None
+                params[child["\0name"]] = seg
+            node = child
+        found = node.get("\0handler")
+        if found is None:
+            return None
+        return found[0], found[1], params
+
+
+class NginxFront:
+    """Pure ASGI layer in front of the API: path form, traffic accounting, access rules."""
+
+    def __init__(self, app, state: ApiState, get_table: GetTable | None = None):
+        self.app = app
+        self.state = state
+        self.get_table = get_table
+        self.traffic = ApiTraffic(state)
+        self._access_conf = None
+        self._access: Access | None = None
+
+    def _access_rules(self) -> Access:
+        loc = self.state.api_location
+        if loc is not self._access_conf or self._access is None:
+            self._access_conf = loc
+            self._access = Access(loc.location.access if loc is not None else ())
+        return self._access
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        original = scope["path"]
+        scope["nginx.path"] = original
+        scope["nginx.state"] = self.state
+        scope["nginx.method"] = scope["method"]
+        if scope["method"] == "HEAD":
+            # answered as GET without the body (the server sends no body to a HEAD anyway)
+            scope["method"] = "GET"
+            send = _headless(send)
+        path = _normalize(original)
+        scope["path"] = path
+        rest = _inside(self.state.prefix, path)
+        if rest is None:
+            await self.app(scope, receive, send)
+            return
+        app = self.app
+        if self.get_table is not None and scope["method"] == "GET" and len(rest) > 1:
+            found = self.get_table.match(rest[1:-1].split("/"))
+            if found is not None:
+                app = _FastGet(*found)
+        if scope.get("nginx.counted"):
+            # the live server already took the request through the node (counters, limits,
+            # allow/deny) and says which worker's pid it was
+            await app(scope, receive, send)
+            return
+        query = scope.get("query_string") or b""
+        uri = original + ("?" + query.decode("latin-1") if query else "")
+        ticket = self.traffic.begin(scope, uri)
+        node = self.state.node
+        if ticket is not None:
+            scope["nginx.pid"] = ticket.pid
+            if ticket.rejected:
+                await _send_page(send, ticket.req.status or 503, node.version)
+                node.close_conn(ticket.conn)
+                return
+        client = scope.get("client")
+        if not self._access_rules().allows(client[0] if client else None):
+            nbytes = await _send_page(send, 403, node.version)
+            if ticket is not None:
+                ticket.finish(403, nbytes)
+            return
+        if ticket is None:
+            await app(scope, receive, send)
+            return
+        sent = [500, 0]
+        head = scope["nginx.method"] == "HEAD"
+
+        async def counting_send(message):
+            kind = message["type"]
+            if kind == "http.response.start":
+                sent[0] = message["status"]
+                sent[1] += _response_head_bytes(message)
+            elif kind == "http.response.body" and not head:
+                sent[1] += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await app(scope, receive, counting_send)
+        finally:
+            ticket.finish(sent[0], sent[1])
+
+
+class _FastGet:
+    """An ASGI app running one GET handler found by :class:`GetTable`."""
+
+    __slots__ = ("fn", "plan", "params")
+
+    def __init__(self, fn, plan: Plan, params: dict):
+        self.fn = fn
+        self.plan = plan
+        self.params = params
+
+    async def __call__(self, scope, receive, send):
+        scope["path_params"] = self.params
+        scope["endpoint"] = self.fn
+        request = Request(scope, receive)
+        try:
+            response = await self.plan(request, {})
+        except ApiError as exc:
+            response = _error_response(request, exc)
+        except SimError as exc:
+            response = _error_response(request, from_sim(exc))
+        await response(scope, receive, send)
+
+
+def _headless(send):
+    async def send_head(message):
+        if message["type"] == "http.response.body" and message.get("body"):
+            message = {"type": "http.response.body", "body": b"",
+                       "more_body": message.get("more_body", False)}
+        await send(message)
+
+    return send_head
+
+
+async def _send_page(send, status: int, version: str) -> int:
+    body = html_page(status, version)
+    headers = [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return _response_head_bytes({"headers": headers}) + len(body)
