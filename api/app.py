@@ -236,9 +236,9 @@ class ApiTraffic:
     Each request opens a client connection (closed after the response: API clients are counted
     as non-keepalive), then :meth:`sim.node.Node.handle` routes it to the API location, counting
     the worker's request, the server and location zones and applying ``limit_conn`` and
-    ``limit_req``. The node hands requests reaching an ``api`` location to ``node.api_hook``;
-    for the duration of that synchronous call the hook is a recorder of ours, so a request the
-    node did not answer itself is ours to answer. A request ``limit_req`` would delay is answered
+    ``limit_req``. The node hands a request reaching an ``api`` location to the request's own
+    ``api_handler``, here a recorder, so a request the node did not answer itself is ours to
+    answer. A request ``limit_req`` would delay is answered
     at once (API requests never wait for simulated time; the zone still counts it as delayed).
     Requests that would not reach the API location in the node's configuration are not counted.
     """
@@ -279,13 +279,8 @@ class ApiTraffic:
         client = scope.get("client")
         client_ip = client[0] if client else "127.0.0.1"
         seen: list = []
-        previous = node.api_hook
-        node.api_hook = seen.append
-        try:
-            req = node.handle(conn, uri, host, port, client_ip, _request_bytes(scope), method=scope["method"],
-                              listen_address=address)
-        finally:
-            node.api_hook = previous
+        req = node.handle(conn, uri, host, port, client_ip, _request_bytes(scope), method=scope["method"],
+                          listen_address=address, api_handler=seen.append)
         if req is None:
             node.close_conn(conn)
             return None

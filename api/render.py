@@ -43,16 +43,6 @@ def _ms(value: float | None) -> int:
     return int(round(value)) if value is not None else 0
 
 
-def _num(obj, name: str, default: int = 0):
-    """An attribute or mapping entry of a model object that may not have it yet."""
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    value = getattr(obj, name, default)
-    return value() if callable(value) else value
-
-
 _CODE_TEXT = {code: str(code) for code in range(100, 600)}
 
 
@@ -192,10 +182,10 @@ def ssl(counters, version: int, kind: str = "ssl") -> dict:
         }
     else:
         vf = {
-            "expired_cert": _num(c, "verify_expired_cert"),
-            "revoked_cert": _num(c, "verify_revoked_cert"),
-            "hostname_mismatch": _num(c, "verify_hostname_mismatch"),
-            "other": _num(c, "verify_other"),
+            "expired_cert": c.verify_expired_cert,
+            "revoked_cert": c.verify_revoked_cert,
+            "hostname_mismatch": c.verify_hostname_mismatch,
+            "other": c.verify_other,
         }
     out["verify_failures"] = vf
     return out
@@ -365,7 +355,7 @@ def peer(p, version: int, now: float, clock) -> dict:
     out["state"] = state
     out["active"] = p.active
     if version >= 8:
-        peer_ssl = getattr(p, "ssl", None)
+        peer_ssl = p.ssl
         if peer_ssl is not None:
             out["ssl"] = ssl(peer_ssl, version, "peer")
     if p.max_conns:
@@ -430,7 +420,7 @@ def stream_peer(p, version: int, now: float, clock) -> dict:
     out["state"] = p.state_at(now)
     out["active"] = p.active
     if version >= 8:
-        peer_ssl = getattr(p, "ssl", None)
+        peer_ssl = p.ssl
         if peer_ssl is not None:
             out["ssl"] = ssl(peer_ssl, version, "peer")
     if p.max_conns:
@@ -532,26 +522,13 @@ _SYNC_STATUS = ("bytes_in", "msgs_in", "msgs_out", "bytes_out", "nodes_online")
 
 
 def zone_sync(node, version: int) -> dict:
-    """``/stream/zone_sync/`` (API 3+): per synced zone its queue and size, then the node's counters.
-
-    The zones are the ``sync`` keyval zones (http and stream) unless the node's zone_sync object
-    lists its own ``zones``; the counters come from the zone_sync object (zeros before it exists).
-    """
-    zs = getattr(node, "zone_sync", None)
-    own = getattr(zs, "zones", None) if zs is not None else None
-    zones: dict = {}
-    if own is not None:
-        items = own.items() if isinstance(own, dict) else ((z.name, z) for z in own)
-        for name, z in items:
-            zones[name] = {"records_pending": _num(z, "records_pending"),
-                           "records_total": _num(z, "records_total")}
-    else:
-        for group in (node.keyvals, node.stream_keyvals):
-            for name, z in group.items():
-                if z.conf.sync:
-                    zones[name] = {"records_pending": z.records_pending, "records_total": z.records_total}
-    counters = getattr(zs, "counters", zs) if zs is not None else None
-    status = {name: _num(counters, name) for name in _SYNC_STATUS}
+    """``/stream/zone_sync/`` (API 3+): per synced zone its queue and size, then the node's counters."""
+    zs = node.zone_sync
+    zones = {
+        name: {"records_pending": z.records_pending, "records_total": z.records_total}
+        for name, z in zs.zones.items()
+    }
+    status = {name: getattr(zs, name) for name in _SYNC_STATUS}
     return {"zones": zones, "status": status}
 
 
@@ -630,65 +607,43 @@ def has_zone_sync(node) -> bool:
     return stream is not None and any(s.zone_sync is not None for s in stream.servers)
 
 
-def _stream_part(node, name: str, flat: str) -> dict:
-    stream = getattr(node, "stream", None)
-    part = getattr(stream, name, None) if stream is not None else None
-    if part is None:
-        part = getattr(node, flat, None)
-    return part if part is not None else {}
-
-
 def caches(node) -> dict:
     """Cache zones by keys_zone name."""
-    return getattr(node, "caches", None) or {}
+    return node.caches
 
 
 def limit_reqs(node) -> dict:
-    return getattr(node, "limit_reqs", None) or {}
+    return node.limit_reqs
 
 
 def limit_conns(node) -> dict:
-    return getattr(node, "limit_conns", None) or {}
+    return node.limit_conns
 
 
 def resolvers(node) -> dict:
-    return getattr(node, "resolvers", None) or {}
+    return node.resolvers
 
 
 def stream_server_zones(node) -> dict:
-    return _stream_part(node, "server_zones", "stream_server_zones")
+    return node.stream.server_zones if node.stream is not None else {}
 
 
 def stream_upstreams(node) -> dict:
     """Stream upstreams that have a ``zone`` (the dynamically configurable ones)."""
-    return _stream_part(node, "upstreams", "stream_upstreams")
+    return node.stream.upstreams if node.stream is not None else {}
 
 
 def stream_static_upstreams(node) -> dict:
-    return _stream_part(node, "static_upstreams", "stream_static_upstreams")
+    return node.stream.static_upstreams if node.stream is not None else {}
 
 
 def stream_limit_conns(node) -> dict:
-    return _stream_part(node, "limit_conns", "stream_limit_conns")
+    return node.stream_limit_conns
 
 
 def slab_pools(node) -> dict:
-    """Shared memory zone name -> :class:`sim.slabs.SlabPool`.
-
-    ``node.slab_pools()`` when the node offers it; until then the pools the zones already own
-    (keyval, limit_req and limit_conn zones).
-    """
-    pools = getattr(node, "slab_pools", None)
-    if callable(pools):
-        return pools()
-    out: dict = {}
-    for group in (node.keyvals, node.stream_keyvals, limit_reqs(node), limit_conns(node),
-                  stream_limit_conns(node)):
-        for name, z in group.items():
-            pool = getattr(z, "slab", None)
-            if pool is not None:
-                out.setdefault(name, pool)
-    return out
+    """Shared memory zone name -> :class:`sim.slabs.SlabPool`, with the zones' current use."""
+    return node.slab_pools()
 
 
 def tls_server_zones(node) -> set[str]:

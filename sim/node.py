@@ -149,6 +149,7 @@ class Node:
         self._next_pid = self.pid_base + 1
         self._pools: dict[str, SlabPool] = {}  # upstream zones and cache keys zones
         self._held: dict[str, dict] = {}
+        self._reserved: dict[str, dict] = {}  # memory taken for servers being added
         self._build(conf, first=True)
 
     # --- building -----------------------------------------------------------------------------
@@ -214,6 +215,9 @@ class Node:
             for part in (self.stream, self.zone_sync):
                 if part is not None:
                     part.start()
+        stream_ups = self.stream.upstreams.values() if self.stream is not None else ()
+        for up in [*self.upstreams.values(), *stream_ups]:
+            up.reserve_memory = lambda name, server, up=up: self._reserve_peer_memory(up, name, server)
         self.events.append((env.now, "config", "loaded" if first else "reloaded"))
 
     def _build_caches(self, conf: NginxConf, first: bool) -> None:
@@ -383,8 +387,12 @@ class Node:
             self._held[key] = {}  # what the model holds in the pool: peer key -> handles
         return pool
 
+    def _peer_allocation_sizes(self, name: str, server: str) -> tuple[int, ...]:
+        return (self.PEER_STRUCT_BYTES, len(name) + 1, len(server) + 1, self.SOCKADDR_BYTES)
+
     def _sync_peer_allocations(self, zone: str, pool: SlabPool, up) -> None:
         held = self._held[zone]
+        reserved = self._reserved.setdefault(zone, {})
         live = {(up.name, p.id): p for p in up.peers}
         for key in [k for k in held if k[0] == up.name and k not in live]:
             for h in held.pop(key):
@@ -392,12 +400,29 @@ class Node:
         for key, p in live.items():
             if key in held:
                 continue
-            handles = []
-            for nbytes in (self.PEER_STRUCT_BYTES, len(p.name) + 1, len(p.server) + 1, self.SOCKADDR_BYTES):
-                h = pool.alloc(nbytes)
-                if h is not None:
-                    handles.append(h)
+            handles = reserved.pop((up.name, p.name), None)
+            if handles is None:
+                handles = []
+                for nbytes in self._peer_allocation_sizes(p.name, p.server):
+                    h = pool.alloc(nbytes)
+                    if h is not None:
+                        handles.append(h)
             held[key] = handles
+
+    def _reserve_peer_memory(self, up, name: str, server: str) -> bool:
+        """Allocate a server's memory in its upstream zone before it is added (False: zone full)."""
+        pool = self._zone_pool(up.zone, up.conf.zone_size or 32 * 1024)
+        self._sync_peer_allocations(up.zone, pool, up)
+        handles = []
+        for nbytes in self._peer_allocation_sizes(name, server):
+            h = pool.alloc(nbytes)
+            if h is None:
+                for taken in handles:
+                    pool.free(taken)
+                return False
+            handles.append(h)
+        self._reserved.setdefault(up.zone, {})[(up.name, name)] = handles
+        return True
 
     def _sync_count(self, zone: str, pool: SlabPool, count: int, nbytes: int) -> None:
         held = self._held[zone].setdefault("nodes", [])
@@ -452,6 +477,10 @@ class Node:
     def requests_current(self) -> int:
         return sum(w.requests_current for w in self.workers)
 
+    def reset_processes(self) -> None:
+        """DELETE /processes: the respawn counter starts again."""
+        self.respawned = 0
+
     def reset_connections(self) -> None:
         for w in self.workers:
             w.accepted = w.dropped = 0
@@ -504,7 +533,8 @@ class Node:
     # --- requests -------------------------------------------------------------------------------
 
     def handle(self, conn: ClientConn, uri: str, host: str, port: int, client_ip: str, req_bytes: int,
-               done=None, method: str = "GET", vars: dict | None = None, listen_address: str | None = None) -> Request | None:
+               done=None, method: str = "GET", vars: dict | None = None, listen_address: str | None = None,
+               api_handler=None) -> Request | None:
         """A request arrives on ``conn``; ``done(req)`` is called when its response is delivered."""
         if not conn.open or not self.up:
             return None
@@ -518,6 +548,7 @@ class Node:
         req.conn = conn
         req.worker = w
         req.vars = vars
+        req.api_handler = api_handler
         req.incarnation = self.incarnation
         req.t0 = self.env.now
         w.requests_total += 1
@@ -578,9 +609,10 @@ class Node:
         if loc.return_code is not None:
             self.respond(req, loc.return_code, len(loc.return_text or ""))
         elif loc.api or loc.root is not None or loc.alias is not None:
-            # the API and files on disk are answered by the live server through its hook
-            if self.api_hook is not None:
-                self.api_hook(req)
+            # the API and files on disk are answered by the caller's handler or the live hook
+            handler = req.api_handler or self.api_hook
+            if handler is not None:
+                handler(req)
             else:
                 self.respond(req, 404, 0)
         elif loc.upstream is not None or loc.proxy_pass_address is not None:
@@ -847,7 +879,7 @@ class Node:
         self.server_zones = {}
         self.location_zones = {}
         self.workers = []
-        self._pools, self._held = {}, {}  # a new process maps its shared memory afresh
+        self._pools, self._held, self._reserved = {}, {}, {}  # a new process maps its shared memory afresh
         self._build(self.conf, first=True)
         self.events.append((self.env.now, "node", "restarted"))
 

@@ -56,6 +56,7 @@ class Request:
         "method",
         "final",
         "incarnation",
+        "api_handler",
     )
 
     def __init__(self, node, uri, host, client_ip, req_bytes, done=None, method="GET"):
@@ -89,6 +90,7 @@ class Request:
         self.vars = None
         self.final = False
         self.incarnation = 0
+        self.api_handler = None  # who answers this request if it reaches an api location
 
 
 class Attempt:

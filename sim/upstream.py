@@ -18,6 +18,7 @@ import ipaddress
 import math
 import re
 from collections import deque
+from collections.abc import Callable
 
 from . import errors
 from .balancer import make_balancer
@@ -89,6 +90,8 @@ class Peer:
         self.selected: float | None = None  # sim ms
         self.header_time: float | None = None
         self.response_time: float | None = None
+        # TLS to upstreams (proxy_pass https://) is not modelled: no peer has ssl counters
+        self.ssl = None
         # stream peers
         self.connections = 0
         self.connect_time: float | None = None
@@ -344,6 +347,8 @@ class Upstream:
         self.keepalive_idle: dict[int, int] = {}
         self.keepalive = 0
         self.zombie_peers: list[Peer] = []
+        # set by the node: reserves a new server's memory in the zone, False when it is full
+        self.reserve_memory: Callable[[str, str], bool] | None = None
         for s in conf.servers:
             self._add_conf(s, env.now)
         self._rebuild()
@@ -574,6 +579,8 @@ class Upstream:
         for p in self.peers:
             if p.name == address and p.parent is None and p.backup == backup:
                 raise errors.EntryExists(f'server "{address}" already exists')
+        if self.reserve_memory is not None and not self.reserve_memory(address, address):
+            raise errors.UpstreamOutOfMemory(f'upstream "{self.name}" memory exhausted')
         conf = ServerConf(
             address=address,
             host=host,

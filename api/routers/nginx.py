@@ -38,11 +38,7 @@ async def get_processes(api: ApiDep):
 
 @top.delete("/processes/")
 async def delete_processes(api: ApiDep):
-    reset = getattr(api.node, "reset_processes", None)
-    if reset is not None:
-        reset()
-    else:
-        api.node.respawned = 0
+    api.node.reset_processes()
     return no_content()
 
 

@@ -168,3 +168,22 @@ def test_unknown_paths_fall_to_the_root_location(uri):
     req, _ = send(node, uri)
     cl.run(100)
     assert req.status == 200
+
+
+def test_adding_servers_until_the_upstream_zone_is_full_answers_out_of_memory():
+    from sim import errors
+
+    text = BASE.replace("zone backend 64k;", "zone backend 32k;")
+    cl, node = make(text=text)
+    up = node.upstreams["backend"]
+    added = 0
+    with pytest.raises(errors.UpstreamOutOfMemory, match='upstream "backend" memory exhausted'):
+        for i in range(2, 1000):
+            up.add_server({"server": f"10.0.{i // 250}.{i % 250}:80"}, has_resolver=False)
+            added += 1
+    pool = node.slab_pools()["backend"]
+    assert pool.stats()["pages"]["free"] == 0 or pool.stats()["slots"]["512"]["free"] == 0
+    assert pool.stats()["slots"]["512"]["used"] == added + 1  # one per peer, the configured one too
+    # removing one frees room for one more
+    up.remove_server(1)
+    up.add_server({"server": "10.9.9.9:80"}, has_resolver=False)
