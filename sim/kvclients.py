@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from simpy.events import Timeout
 
+from .arrivals import Arrivals
 from .errors import SimError
 from .replication import Write, WriteHistory, zone_of
 from .rng import Batched
@@ -125,8 +125,10 @@ class _Driver:
         self.client = writer.client
         self.node_name = node_name
         self.seq = 0
-        self._exp = Batched(rng.standard_exponential, 1024)
         self._u = Batched(rng.random, 1024)
+        self.arrivals = Arrivals(self.env, self._write, rate=spec.rate, arrivals=spec.arrivals,
+                                 start_ms=spec.start_ms, stop_ms=spec.stop_ms,
+                                 exp=Batched(rng.standard_exponential, 1024))
         n = max(1, spec.keys)
         if spec.zipf:
             probs = np.arange(1, n + 1, dtype=float) ** (-spec.zipf)
@@ -136,24 +138,9 @@ class _Driver:
             self._key = Batched(lambda k: rng.integers(0, n, k), 1024)
 
     def start(self) -> None:
-        if self.spec.rate <= 0:
-            return
-        self._schedule(max(self.spec.start_ms - self.env.now, 0.0) + self._gap())
+        self.arrivals.start()
 
-    def _gap(self) -> float:
-        if self.spec.arrivals == "constant":
-            return 1000.0 / self.spec.rate
-        return self._exp() * 1000.0 / self.spec.rate
-
-    def _schedule(self, delay: float) -> None:
-        stop = self.spec.stop_ms
-        if stop is not None and self.env.now + delay >= stop:
-            return
-        ev = Timeout(self.env, delay)
-        ev.callbacks.append(self._write)
-
-    def _write(self, _ev) -> None:
-        self._schedule(self._gap())
+    def _write(self) -> None:
         spec = self.spec
         key = f"{spec.key_prefix}{self._key()}"
         u = self._u()

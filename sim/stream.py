@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from simpy.events import Timeout
 
 from . import dists
+from .arrivals import Arrivals
 from .config import StreamConf, StreamServerConf
 from .health import HealthChecker, HealthRegistry
 from .limits import PASSED, limit_conn
@@ -469,31 +470,18 @@ class _StreamDriver:
         self.spec = spec = workload.spec
         self.node = node
         self.stats = workload.stats[node.name]
-        self._exp = Batched(rng.standard_exponential)
         self._u = Batched(rng.random)
         self._client = Batched(lambda k: rng.integers(0, max(1, spec.clients), k))
         self._duration = spec.duration.sampler(rng)
         self._bytes = spec.bytes_sent.sampler(rng)
+        self.arrivals = Arrivals(self.env, self._arrive, rate=spec.rate, arrivals=spec.arrivals,
+                                 start_ms=spec.start_ms, stop_ms=spec.stop_ms,
+                                 exp=Batched(rng.standard_exponential))
 
     def start(self) -> None:
-        if self.spec.rate <= 0:
-            return
-        self._schedule(max(self.spec.start_ms - self.env.now, 0.0) + self._gap())
+        self.arrivals.start()
 
-    def _gap(self) -> float:
-        if self.spec.arrivals == "constant":
-            return 1000.0 / self.spec.rate
-        return self._exp() * 1000.0 / self.spec.rate
-
-    def _schedule(self, delay: float) -> None:
-        stop = self.spec.stop_ms
-        if stop is not None and self.env.now + delay >= stop:
-            return
-        ev = Timeout(self.env, delay)
-        ev.callbacks.append(self._arrive)
-
-    def _arrive(self, _ev) -> None:
-        self._schedule(self._gap())
+    def _arrive(self) -> None:
         spec = self.spec
         stats = self.stats
         stats.opened += 1
