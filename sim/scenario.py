@@ -56,7 +56,17 @@ def _dist(v: Any) -> dists.DistSpec:
         raise ValueError(str(e).removeprefix("value: ").removeprefix("value.")) from None
 
 
+def _signed_duration(v: Any) -> float:
+    """A duration that may be negative (a clock running behind): ``"-200ms"``, ``-2``."""
+    if isinstance(v, str) and v.strip().startswith("-"):
+        return -_duration(v.strip()[1:])
+    if isinstance(v, int | float) and not isinstance(v, bool) and v < 0:
+        return -_duration(-v)
+    return _duration(v)
+
+
 Duration = Annotated[float, BeforeValidator(_duration)]
+SignedDuration = Annotated[float, BeforeValidator(_signed_duration)]
 Size = Annotated[int, BeforeValidator(_size)]
 Dist = Annotated[dists.DistSpec, BeforeValidator(_dist)]
 
@@ -69,7 +79,7 @@ class NodeModel(_Model):
     name: str
     address: str | None = None
     nginx_conf: str | None = None
-    clock_offset: Duration = 0.0
+    clock_offset: SignedDuration = 0.0
     worker_connections: int = Field(512, ge=1)
     cache_hit_ms: float = Field(0.2, ge=0)
 
@@ -161,7 +171,7 @@ class FaultModel(_Model):
     factor: float = Field(1.0, gt=0)
     rate: float = Field(1.0, ge=0, le=1)
     latency: Duration = 0.0
-    offset: Duration | None = None
+    offset: SignedDuration | None = None
     duration: Duration | None = None  # heal automatically after this long
 
 

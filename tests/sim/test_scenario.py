@@ -241,3 +241,11 @@ def test_errors_in_an_inline_nginx_conf_point_at_the_line_of_the_scenario_file()
     assert 'invalid parameter "weight=0"' in msg
     # the bad directive is on line 7 of s.yaml (line 3 of the inline text, which starts on line 5)
     assert msg.startswith("s.yaml:7: nginx_conf_inline: ")
+
+
+def test_clock_offsets_may_be_negative():
+    from sim import scenario
+
+    text = BASE.replace("nodes: 2", "nodes:\n  - {name: a, clock_offset: -200ms}\n  - {name: b, clock_offset: -2}")
+    sc = scenario.loads(text, filename="s.yaml")
+    assert [n.clock_offset_ms for n in sc.nodes] == [-200.0, -2000.0]
