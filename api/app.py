@@ -15,6 +15,9 @@ layer doing what nginx does before the API module sees a request:
   also passes the worker's ``scope["nginx.pid"]``);
 * ``allow``/``deny`` of the API location are applied to the client address.
 
+GETs of endpoints the GET table knows reach that layer straight from :class:`ApiApp`, before
+FastAPI's own middleware stack (docs/api-server.md, "Speed").
+
 Every error is the NGINX error object (``api/errors.py``); what nginx answers outside the API
 module (403 from ``deny``, 503 from a limit, 404 outside the API location) is nginx's HTML page.
 docs/api-server.md records the choices.
@@ -64,7 +67,7 @@ def create_app(node, *, write: bool | None = None, api_prefix: str | None = None
     request machinery (:class:`GetTable`); False sends everything through FastAPI (same answers).
     """
     state = ApiState(node, write=write, api_prefix=api_prefix, version_policy=version_policy)
-    app = FastAPI(
+    app = ApiApp(
         title=f"NGINX Plus API of {node.name}",
         openapi_url=None,
         docs_url=None,
@@ -88,8 +91,47 @@ def create_app(node, *, write: bool | None = None, api_prefix: str | None = None
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(NginxFront, state=state, get_table=GetTable(RESOURCES) if fast_get else None)
+    table = GetTable(RESOURCES) if fast_get else None
+    app.add_middleware(NginxFront, state=state, get_table=table)
+    if table is not None:
+        app.fast_front = NginxFront(None, state, table)
     return app
+
+
+class ApiApp(FastAPI):
+    """FastAPI, with the GET fast path in front of its middleware stack.
+
+    A GET that :class:`GetTable` knows never reaches FastAPI's own layers (error middleware,
+    telemetry, body limit, exception middleware, router): :attr:`fast_front` answers it with the
+    same front layer the middleware stack holds. What the error middleware would do for an
+    unexpected exception is done here too: nginx's 500 page when nothing was sent yet, and the
+    exception raised on to the server.
+    """
+
+    fast_front: NginxFront | None = None
+
+    async def __call__(self, scope, receive, send):
+        front = self.fast_front
+        fast = front.fast_get(scope) if front is not None and scope["type"] == "http" else None
+        if fast is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        started = False
+
+        async def tracking_send(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await front.serve(scope, receive, tracking_send, fast)
+        except Exception as exc:
+            if not started:
+                response = await _internal_error(Request(scope), exc)
+                await response(scope, receive, send)
+            raise
 
 
 async def _versions_endpoint(request: Request) -> Response:
@@ -363,10 +405,27 @@ class NginxFront:
             self._access = Access(loc.location.access if loc is not None else ())
         return self._access
 
+    def fast_get(self, scope) -> _FastGet | None:
+        """The GET table's handler for this GET (or HEAD) request, or None; changes nothing."""
+        table = self.get_table
+        if table is None or (scope["method"] != "GET" and scope["method"] != "HEAD"):
+            return None
+        rest = _inside(self.state.prefix, _normalize(scope["path"]))
+        if rest is None or len(rest) <= 1:
+            return None
+        found = table.match(rest[1:-1].split("/"))
+        return _FastGet(*found) if found is not None else None
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send)
+
+    async def serve(self, scope, receive, send, fast: _FastGet | None = None):
+        """One http request: what nginx does before the API module, then the API (the GET
+        table's handler, or the app behind this layer). ``fast``: the handler :meth:`fast_get`
+        found for it already."""
         original = scope["path"]
         scope["nginx.path"] = original
         scope["nginx.state"] = self.state
@@ -381,8 +440,8 @@ class NginxFront:
         if rest is None:
             await self.app(scope, receive, send)
             return
-        app = self.app
-        if self.get_table is not None and scope["method"] == "GET" and len(rest) > 1:
+        app = fast or self.app
+        if fast is None and self.get_table is not None and scope["method"] == "GET" and len(rest) > 1:
             found = self.get_table.match(rest[1:-1].split("/"))
             if found is not None:
                 app = _FastGet(*found)

@@ -121,8 +121,7 @@ def create_control_app(live) -> FastAPI:
 
     @app.post("/pacer/reset")
     async def pacer_reset():
-        pacer.lag.reset()
-        pacer.inject_delay.reset()
+        pacer.reset_stats()
         return _json(pacer.stats())
 
     @app.get("/faults")

@@ -37,6 +37,20 @@ class NginxJSON(Response):
 
     media_type = "application/json"
 
+    def __init__(self, content=None, status_code: int = 200, headers=None, media_type=None, background=None):
+        if type(content) is bytes and headers is None and media_type is None and status_code >= 200 \
+                and status_code not in (204, 304):
+            # the hot path (every GET): the headers Starlette would build, without building them
+            self.status_code = status_code
+            self.background = background
+            self.body = content
+            self.raw_headers = [(b"content-length", str(len(content)).encode()), _JSON_TYPE]
+            return
+        super().__init__(content, status_code, headers, media_type, background)
+
+
+_JSON_TYPE = (b"content-type", b"application/json")
+
 
 def json_response(obj: Any, status: int = 200) -> Response:
     return NginxJSON(orjson.dumps(obj), status_code=status)
@@ -109,6 +123,8 @@ class ApiState:
         self.prefix = "/" + api_prefix.strip("/") if api_prefix.strip("/") else ""
         # $request_id: 16 random bytes from the node's own stream, never the wall clock
         self._ids = node.streams.get(f"{node.name}/api/request_id")
+        #: encoded upstream objects, reused while the model has not changed them
+        self.bodies = render.UpstreamBodies()
 
     @property
     def api_location(self) -> ApiLocation | None:
@@ -474,7 +490,8 @@ class Plan:
             elif kind == "path":
                 value = request.path_params[name]
             elif kind == "query":
-                value = request.query_params.get(name, extra)
+                # most requests have no query string: skip parsing one
+                value = request.query_params.get(name, extra) if request.scope.get("query_string") else extra
             else:
                 value = request
             kwargs[name] = value

@@ -25,6 +25,7 @@ address and port), runs the pacer, and stops cleanly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import ipaddress
 import mimetypes
 import os
@@ -84,11 +85,15 @@ class LagStats:
 class Pacer:
     """Advances ``cluster`` to the sim time the wall clock has reached, times ``speed``.
 
-    The only caller of ``cluster.run`` in live mode. Work that must happen at the current sim
-    time (a request arriving) is handed over with :meth:`submit`; the pacer wakes at once,
-    advances the clock to now and runs it. ``lag`` records, for every step that had simulated
-    events due, how late (wall ms) the oldest of them ran; ``inject_delay`` how long submitted
-    work waited for the pacer.
+    The only code that advances the model in live mode. Work that must happen at the current
+    sim time (a request arriving) is handed over with :meth:`submit`; the pacer wakes at once,
+    advances the clock to now and runs it. Work that holds the loop for a while (an API
+    request) calls :meth:`catch_up` first, so that events due meanwhile do not wait behind it.
+
+    ``lag`` records, for every simulated event, how late (wall ms) it ran behind the wall
+    clock; ``step_lag``, for every step that had events due, how late the oldest of them ran
+    (fewer samples: a step that catches up a backlog counts once); ``inject_delay`` how long
+    submitted work waited for the pacer. docs/live.md says where lag comes from.
     """
 
     def __init__(self, cluster, speed: float = 1.0, *, max_idle_s: float = 0.1):
@@ -104,12 +109,15 @@ class Pacer:
         self.wall0 = 0.0
         self.sim0 = 0.0
         self.steps = 0
-        self.lag = LagStats()
+        self.lag = LagStats(200_000)
+        self.step_lag = LagStats()
         self.inject_delay = LagStats()
         self.after_step: list = []
         self._pending: list[tuple[float, object, tuple]] = []
         self._waiter: asyncio.Future | None = None
         self._stopping = False
+        self._stepping = False
+        self._begun = False
 
     def target(self, wall: float | None = None) -> float:
         """The sim time (ms) the wall clock has reached."""
@@ -140,8 +148,14 @@ class Pacer:
             "target_ms": round(self.target(), 3),
             "steps": self.steps,
             "lag": self.lag.summary(),
+            "step_lag": self.step_lag.summary(),
             "inject_delay": self.inject_delay.summary(),
         }
+
+    def reset_stats(self) -> None:
+        self.lag.reset()
+        self.step_lag.reset()
+        self.inject_delay.reset()
 
     def begin(self, clock=None) -> None:
         """Start the wall clock: now is the current sim time. ``clock`` (seconds) defaults to the
@@ -152,6 +166,7 @@ class Pacer:
         self.clock = clock
         self.wall0 = clock()
         self.sim0 = self.env.now
+        self._begun = True
 
     def step(self, now: float) -> float:
         """One step at wall time ``now`` (loop seconds): advance the model to the sim time the wall
@@ -159,30 +174,65 @@ class Pacer:
         ``now``) the pacer may sleep before the next simulated event is due (0: go on at once)."""
         env = self.env
         target = self.sim0 + (now - self.wall0) * self.ms_per_s
-        nxt = env.peek()
-        if nxt <= target:
-            due = nxt if nxt > env.now else env.now
-            self.lag.add((target - due) / self.speed)
-        if target > env.now:
-            self.cluster.run(target)
-            if env.peek() == env.now:
-                # simpy re-queues its own "until" marker at env.now after every run (without
-                # callbacks); drop it so the next wake-up is the next real event
-                env.step()
-        self.steps += 1
-        if self._pending:
-            pending, self._pending = self._pending, []
-            for t_in, fn, args in pending:
-                self.inject_delay.add((now - t_in) * 1000.0 if now > t_in else 0.0)
-                fn(*args)
-        for hook in self.after_step:
-            hook()
+        self._stepping = True
+        try:
+            nxt = env.peek()
+            if nxt <= target:
+                due = nxt if nxt > env.now else env.now
+                self.step_lag.add((target - due) / self.speed)
+                self._run_due(target)
+            if target > env.now:
+                self.cluster.run(target)  # nothing is due any more: this only moves the clock
+                if env.peek() == env.now:
+                    # simpy re-queues its own "until" marker at env.now after every run (without
+                    # callbacks); drop it so the next wake-up is the next real event
+                    env.step()
+            self.steps += 1
+            if self._pending:
+                pending, self._pending = self._pending, []
+                for t_in, fn, args in pending:
+                    self.inject_delay.add((now - t_in) * 1000.0 if now > t_in else 0.0)
+                    fn(*args)
+            for hook in self.after_step:
+                hook()
+        finally:
+            self._stepping = False
         if self._pending:
             return 0.0
         nxt = env.peek()
         if nxt == float("inf"):
             return self.max_idle_s
         return min(self.max_idle_s, self.wall0 + (nxt - self.sim0) / self.ms_per_s - now)
+
+    def _run_due(self, target: float) -> None:
+        """Run every event due by ``target``, one at a time, recording how late each one ran."""
+        env = self.env
+        peek, step, add = env.peek, env.step, self.lag.add
+        clock, wall0, sim0, ms_per_s, speed = self.clock, self.wall0, self.sim0, self.ms_per_s, self.speed
+        while True:
+            t = peek()
+            if t > target:
+                return
+            if t < env.now:
+                t = env.now
+            late = sim0 + (clock() - wall0) * ms_per_s - t
+            add(late / speed if late > 0.0 else 0.0)
+            step()
+
+    def catch_up(self) -> None:
+        """Run what is due now, before work that holds the loop (an API request).
+
+        The pacer task wakes on a timer or when work is submitted, but it runs only when the loop
+        gets to it, after whatever else is ready; an API request takes a few hundred
+        microseconds, and several in a row would make simulated events late. The task is woken
+        afterwards to plan its next sleep from the new state of the model.
+        """
+        if self._stepping or self._stopping or not self._begun:
+            return
+        now = self.clock()
+        if self._pending or self.env.peek() <= self.sim0 + (now - self.wall0) * self.ms_per_s:
+            self.step(now)
+            self.wake()
 
     async def run(self) -> None:
         if self.loop is None:
@@ -385,8 +435,15 @@ def reason(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
 
+_DATE = [0, ""]
+
+
 def _date() -> str:
-    return formatdate(usegmt=True)
+    """The ``Date`` header, formatted once per second."""
+    now = int(time.time())
+    if _DATE[0] != now:
+        _DATE[0], _DATE[1] = now, formatdate(now, usegmt=True)
+    return _DATE[1]
 
 
 class _HttpConnection(asyncio.Protocol):
@@ -500,16 +557,26 @@ class _HttpConnection(asyncio.Protocol):
             head.append(f"Content-Length: {n}\r\n")
         head.append("Connection: keep-alive\r\n\r\n" if keep else "Connection: close\r\n\r\n")
         t = self.transport
-        t.write("".join(head).encode("latin-1"))
+        data = "".join(head).encode("latin-1")
         if not no_body and (req is None or req.method != "HEAD"):
+            # one write (one send) for the head and a body that is not large
+            if body is None and n <= len(_FILL):
+                body, n = _FILL[:n], 0
             if body is not None:
-                if body:
-                    t.write(body)
+                if len(body) <= 65536:
+                    data += body
+                else:
+                    t.write(data)
+                    data = body
             else:
+                t.write(data)
                 while n > 0:
                     k = min(n, len(_FILL))
                     t.write(_FILL[:k])
                     n -= k
+                data = b""
+        if data:
+            t.write(data)
         self.current = None
         self.busy = False
         if not keep:
@@ -820,6 +887,7 @@ class NodeFrontend:
         task.add_done_callback(self.tasks.discard)
 
     async def _api(self, sim, pending: _Pending) -> None:
+        self.pacer.catch_up()
         app = self.live.api_app(self.node)
         proto = pending.proto
         extra = {"nginx.pid": sim.worker.pid if sim.worker is not None else None, "nginx.counted": True}
@@ -965,6 +1033,7 @@ class LiveCluster:
         self._api_apps: dict[str, object] = {}
         self._api_app_factory = api_app_factory
         self._pacer_task: asyncio.Task | None = None
+        self._frozen = False
         self.fault_log: list[dict] = []
 
     # --- the API apps ---------------------------------------------------------------------------
@@ -1016,6 +1085,15 @@ class LiveCluster:
         handler = _AsgiHandler(create_control_app(self), self.control_host, self.control_port)
         self.control_server = await loop.create_server(lambda: _HttpConnection(handler), sock=csock)
         self.pacer.after_step.append(self._after_step)
+        for node in self.cluster.nodes.values():
+            # now rather than on the first API request: importing and building the app the first
+            # time holds the loop for tens of milliseconds
+            self.api_app(node)
+        # Everything built so far (model, apps, sockets) lives as long as the server: leave it out
+        # of the collector's full passes, which otherwise stall the loop for tens of milliseconds.
+        gc.collect()
+        gc.freeze()
+        self._frozen = True
         self.started_wall = time.time()
         self._pacer_task = loop.create_task(self.pacer.run())
 
@@ -1080,6 +1158,9 @@ class LiveCluster:
                 await asyncio.wait_for(s.wait_closed(), 1)
             except (TimeoutError, Exception):
                 pass
+        if self._frozen:
+            self._frozen = False
+            gc.unfreeze()
 
     @property
     def pacer_task(self) -> asyncio.Task | None:

@@ -19,7 +19,10 @@ from __future__ import annotations
 import uuid
 from functools import lru_cache
 
+import orjson
+
 from sim.clock import iso_s
+from sim.upstream import DOWNISH
 
 from . import versions as V
 
@@ -451,6 +454,82 @@ def stream_upstream(up, version: int, now: float, clock) -> dict:
 def stream_upstreams_of(node, version: int) -> dict:
     now, clock = node.env.now, node.clock
     return {name: stream_upstream(up, version, now, clock) for name, up in stream_upstreams(node).items()}
+
+
+class UpstreamBodies:
+    """Encoded upstream objects (``/http/upstreams/{u}/``, ``/stream/upstreams/{u}/``), reused
+    while nothing they show can have changed.
+
+    Monitoring clients poll the same upstream over and over, and rendering every peer costs
+    more than the rest of the request. A body is reused only for the same upstream object (a
+    reload builds new ones), API version and ``fields``, the same node clock (epoch and offset),
+    and the same :attr:`sim.upstream.Upstream.epoch`, which the model bumps on every change a
+    rendered upstream can show (counters, states, configuration, servers added or removed,
+    statistics reset, health-check results). What time alone changes is keyed on sim time: while
+    a peer is ``unavail``, ``checking`` or ``unhealthy``, or shows a ``downstart``, its state and
+    ``downtime`` depend on ``env.now`` (an unavail period ends, downtime accrues), so such a body
+    is reused only at the same ``now``. With every peer ``up``, ``down`` or ``draining`` and no
+    period open, nothing moves until the model changes (and bumps the epoch): an ``unavail``
+    period only starts with a failure or a probe. docs/api-server.md has the details.
+    """
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit  # entries kept at most (``fields`` comes from clients)
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[tuple, tuple] = {}
+
+    def upstream(self, up, version: int, now: float, clock, fields: str | None = None) -> bytes:
+        """``orjson.dumps(filter_fields(upstream(up, version, now, clock), fields))``."""
+        return self._body(upstream, up, version, now, clock, fields)
+
+    def stream_upstream(self, up, version: int, now: float, clock, fields: str | None = None) -> bytes:
+        """``orjson.dumps(filter_fields(stream_upstream(up, version, now, clock), fields))``."""
+        return self._body(stream_upstream, up, version, now, clock, fields)
+
+    def upstreams(self, ups: dict, version: int, now: float, clock, fields: str | None = None,
+                  stream: bool = False) -> bytes:
+        """A collection of upstreams (``/http/upstreams/``, ``/stream/upstreams/``), each member
+        filtered by ``fields``: the members' bodies joined into one object."""
+        render = stream_upstream if stream else upstream
+        if not ups:
+            return b"{}"
+        return b"{" + b",".join(_json_key(name) + self._body(render, up, version, now, clock, fields)
+                                for name, up in ups.items()) + b"}"
+
+    def _body(self, render, up, version: int, now: float, clock, fields: str | None) -> bytes:
+        key = (render, up.name, version, fields)
+        entry = self._entries.get(key)
+        if (
+            entry is not None
+            and entry[0] is up
+            and entry[1] == up.epoch
+            and entry[2] is clock
+            and entry[3] == clock.epoch_ms
+            and entry[4] == clock.offset_ms
+            and (entry[5] is None or entry[5] == now)
+        ):
+            self.hits += 1
+            return entry[6]
+        self.misses += 1
+        obj = render(up, version, now, clock)
+        # read after rendering: reading a peer's state may close an unavail period that ran out
+        epoch = up.epoch
+        timed = False
+        for p in obj["peers"]:
+            if p["state"] in DOWNISH or "downstart" in p:
+                timed = True
+                break
+        body = orjson.dumps(filter_fields(obj, fields))
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[key] = (up, epoch, clock, clock.epoch_ms, clock.offset_ms, now if timed else None, body)
+        return body
+
+
+@lru_cache(maxsize=1024)
+def _json_key(name: str) -> bytes:
+    return orjson.dumps(name) + b":"
 
 
 def conf_server(p, kind: str, version: int) -> dict:

@@ -441,6 +441,7 @@ class HealthChecker:
         if not passed:
             peer.hc_fails += 1
         peer.hc_last_passed = passed
+        peer.upstream.epoch += 1  # the API may reuse a rendered upstream until this changes
         verdict = new = slot.verdict
         if passed:
             slot.fails_row = 0

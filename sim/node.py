@@ -16,7 +16,7 @@ process up (statistics from zero, keyval ``state`` files and on-disk caches relo
 
 from __future__ import annotations
 
-from simpy.events import Timeout
+from simpy.events import NORMAL, Timeout
 
 from . import cache as cache_mod
 from .cache import CacheZone
@@ -42,6 +42,30 @@ NGINX_BUILD = "nginx-plus-r30"
 import math  # noqa: E402
 
 LAT_BOUNDS = tuple(round(0.05 * 1.08**i, 6) for i in range(240))  # 0.05 ms .. ~5e6 ms
+#: bucket index of a response time (ms) seen lately, shared by every node's histogram
+_BUCKET_OF: dict[float, int] = {}
+
+
+class _Delivery:
+    """A response on its way to the client, and the timer event when it is sent after a delay
+    (a cache hit's ``cache_hit_ms``): :meth:`Node._complete` takes one either way.
+
+    As an event it carries only what simpy's ``Environment.step`` reads (``callbacks`` and
+    ``_ok``), and is queued with the public ``env.schedule``: the same place in the event
+    queue as a :class:`simpy.events.Timeout`, for much less than building one (this runs once
+    per cache hit). ``callbacks`` is the node's one list holding its ``_complete``, shared by
+    all its deliveries: simpy only iterates a processed event's list (and drops it from the
+    event), and nothing else sees these events to append to it.
+    """
+
+    __slots__ = ("callbacks", "req", "status", "nbytes")
+    _ok = True
+
+    def __init__(self, callbacks: list, req, status: int, nbytes: int):
+        self.callbacks = callbacks
+        self.req = req
+        self.status = status
+        self.nbytes = nbytes
 
 
 class Worker:
@@ -83,12 +107,20 @@ class LatencyHistogram:
         self._log_base = math.log(1.08)
 
     def add(self, ms: float) -> None:
-        if ms <= 0.05:
-            i = 0
-        else:
-            i = int(math.log(ms / 0.05) / self._log_base) + 1
-            if i > len(LAT_BOUNDS):
-                i = len(LAT_BOUNDS)
+        # most response times repeat exactly (a cache hit takes cache_hit_ms, give or take a
+        # rounding of the float clock), so their bucket is remembered rather than computed
+        memo = _BUCKET_OF
+        i = memo.get(ms)
+        if i is None:
+            if ms <= 0.05:
+                i = 0
+            else:
+                i = int(math.log(ms / 0.05) / self._log_base) + 1
+                if i > len(LAT_BOUNDS):
+                    i = len(LAT_BOUNDS)
+            if len(memo) >= 4096:
+                memo.clear()  # the repeating times come back at once; the one-offs leave
+            memo[ms] = i
         self.counts[i] += 1
         self.n += 1
         self.total += ms
@@ -144,6 +176,7 @@ class Node:
         self.worker_connections = int(self.params.get("worker_connections", 512))
         self.cache_hit_ms = float(self.params.get("cache_hit_ms", 0.2))
         self.api_hook = None  # live mode: callable(req) answering API requests
+        self._delivery_callbacks = [self._complete]  # see _Delivery
         self.events: list[tuple[float, str, str]] = []
         self._rr_worker = 0
         self._next_pid = self.pid_base + 1
@@ -199,6 +232,11 @@ class Node:
                 up = Upstream(env, uconf, self.streams.get(f"{self.name}/upstream/{uname}/lb"), self.cluster.resolve_name)
                 (self.upstreams if uconf.zone else self.static_upstreams)[uname] = up
         self.proxy = Proxy(self)
+        # what _route found for (host, port, listen address, uri), and what _hit_plan said for
+        # id(location): for this configuration (whose locations live as long as it does, so
+        # their ids are not reused), its router, and the caches and upstreams built here
+        self._routes: dict[tuple[str, int, str | None, str], tuple] = {}
+        self._hit_plans: dict[int, tuple[CacheZone, Upstream] | None] = {}
         self._build_keyvals(conf, keep=not first)
         self._build_limits_and_resolvers(conf, keep=not first)
         self._build_health_checks(conf)
@@ -544,17 +582,18 @@ class Node:
             w.idle -= 1
             w.active += 1
         conn.requests += 1
-        req = Request(self, uri, host, client_ip, req_bytes, done, method)
-        req.conn = conn
-        req.worker = w
-        req.vars = vars
-        req.api_handler = api_handler
-        req.incarnation = self.incarnation
-        req.t0 = self.env.now
+        req = Request(self, uri, host, client_ip, req_bytes, done, method,
+                      conn, w, self.incarnation, self.env.now)
+        if vars is not None:  # otherwise the class default (None) stands
+            req.vars = vars
+        if api_handler is not None:
+            req.api_handler = api_handler
         w.requests_total += 1
         w.requests_current += 1
-        router = self.router
-        si = router.server_for(host, port, listen_address)
+        route = self._routes.get((host, port, listen_address, uri))
+        if route is None:
+            route = self._route(host, port, listen_address, uri)
+        si, loc, plan, key = route
         if si is None:
             # no server listens there: nginx would not have accepted the connection
             w.requests_current -= 1
@@ -567,7 +606,6 @@ class Node:
             sz.processing += 1
             sz.requests += 1
             sz.received += req_bytes
-        loc = router.location_for(si, uri)
         req.loc = loc
         if loc is None:
             self.respond(req, 404, 0)
@@ -596,8 +634,61 @@ class Node:
                 ev = Timeout(self.env, delay, req)
                 ev.callbacks.append(self._after_delay)
                 return req
-        self._dispatch(req, loc)
+        if plan is None:
+            self._dispatch(req, loc)
+            return req
+        # a location that only proxies through a cache (_hit_plan): what _dispatch and
+        # _cache_start would do, without deciding it again, and a fresh hit served at once
+        zone, up = plan
+        req.upstream = up
+        now = req.t0  # still the arrival's instant
+        entry = zone.hit(key, now)
+        if entry is not None:
+            req.cache_status = cache_mod.CacheStatus.HIT
+            self.respond(req, entry.status_code, entry.nbytes, self.cache_hit_ms)
+        else:
+            self._cache_continue(req, zone, zone.lookup(key, now, loc.proxy))
         return req
+
+    def _route(self, host: str, port: int, listen_address: str | None, uri: str) -> tuple:
+        """``(server index, location, hit plan, cache key)`` of a request (the last two None
+        unless the location has a plan), remembered for the next one with the same host,
+        port, listen address and URI: one lookup per request instead of the router's two
+        memos and the plan's, and the same key string each time, whose hash is kept."""
+        router = self.router
+        si = router.server_for(host, port, listen_address)
+        loc = None if si is None else router.location_for(si, uri)
+        plan = key = None
+        if loc is not None:
+            plan = self._hit_plans.get(id(loc), False)
+            if plan is False:
+                plan = self._hit_plans[id(loc)] = self._hit_plan(loc)
+            if plan is not None:
+                key = "http" + plan[1].name + uri  # $scheme$proxy_host$request_uri
+        route = (si, loc, plan, key)
+        if len(self._routes) < 50_000:
+            self._routes[(host, port, listen_address, uri)] = route
+        return route
+
+    def _hit_plan(self, loc) -> tuple[CacheZone, Upstream] | None:
+        """``(cache zone, upstream)`` when the content phase of ``loc`` is proxy_pass to a named
+        upstream through a cache keyed by the default key with neither proxy_cache_bypass nor
+        proxy_no_cache; None for every other location.
+
+        Most requests of a caching setup take this one road, so the node decides it once per
+        location instead of per request.
+        """
+        proxy = loc.proxy
+        if (loc.return_code is not None or loc.api or loc.root is not None or loc.alias is not None
+                or not loc.upstream or proxy.cache is None):
+            return None
+        if proxy.cache_key != DEFAULT_CACHE_KEY or proxy.cache_bypass or proxy.no_cache:
+            return None
+        up = self.upstream_named(loc.upstream)
+        zone = self.caches.get(proxy.cache)
+        if up is None or zone is None:
+            return None  # left to _dispatch, which fails as it always did
+        return zone, up
 
     def _after_delay(self, ev) -> None:
         req = ev._value
@@ -708,7 +799,9 @@ class Node:
         the client gets (a stale or revalidated entry may replace the upstream's answer)."""
         S = cache_mod.CacheStatus
         proxy = req.loc.proxy
-        zone = self.caches[proxy.cache]
+        zone = self.caches.get(proxy.cache)
+        if zone is None:  # a reload removed this cache while the request was at the upstream
+            return status, nbytes
         now = self.env.now
         lk = req.cache_key if req.cache_status != S.BYPASS else None
         backend = None
@@ -785,17 +878,14 @@ class Node:
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
         """Send the response (after ``delay`` ms) and update every counter on the way out."""
+        delivery = _Delivery(self._delivery_callbacks, req, status, nbytes)
         if delay > 0:
-            ev = Timeout(self.env, delay, (req, status, nbytes))
-            ev.callbacks.append(self._respond_cb)
-            return
-        self._complete(req, status, nbytes)
+            self.env.schedule(delivery, NORMAL, delay)
+        else:
+            self._complete(delivery)
 
-    def _respond_cb(self, ev) -> None:
-        req, status, nbytes = ev._value
-        self._complete(req, status, nbytes)
-
-    def _complete(self, req: Request, status: int, nbytes: int) -> None:
+    def _complete(self, delivery: _Delivery) -> None:
+        req = delivery.req
         if req.final:
             return
         if req.incarnation != self.incarnation:
@@ -809,6 +899,8 @@ class Node:
         if req.limit_conns:
             for zone, key in req.limit_conns:
                 zone.release(key)
+        status = delivery.status
+        nbytes = delivery.nbytes
         req.status = status
         req.resp_bytes = nbytes
         sz = req.sz
@@ -820,8 +912,9 @@ class Node:
             lz.respond(status, nbytes)
         req.worker.requests_current -= 1
         self.latency.add(self.env.now - req.t0)
-        if req.done is not None:
-            req.done(req)
+        done = req.done
+        if done is not None:
+            done(req)
 
     def discard(self, req: Request) -> None:
         """The request ends without a response (client gone)."""

@@ -9,6 +9,8 @@ change what an unrelated backend draws. There is no global RNG anywhere in the m
 from __future__ import annotations
 
 import hashlib
+from itertools import chain, repeat
+from operator import methodcaller
 
 import numpy as np
 
@@ -34,25 +36,16 @@ class Streams:
         return sorted(self._streams)
 
 
-class Batched:
+def Batched(draw, size: int = 4096):  # named like a class: one is built per use, then called
     """Draws from a distribution in numpy batches and hands them out one at a time.
 
     The hot path needs one number per request; asking numpy for one scalar at a time costs
-    far more than the draw itself, so values are produced ``size`` at a time.
+    far more than the draw itself, so values are produced ``size`` at a time: ``draw(size)``
+    (an ndarray) is converted to a list of Python numbers when the previous batch runs out.
+    The result is a zero-argument callable returning the next value.
     """
-
-    __slots__ = ("_draw", "_size", "_buf", "_i")
-
-    def __init__(self, draw, size: int = 4096):
-        self._draw = draw  # callable(size) -> ndarray
-        self._size = size
-        self._buf: list = []
-        self._i = 0
-
-    def __call__(self):
-        i = self._i
-        if i >= len(self._buf):
-            self._buf = self._draw(self._size).tolist()
-            i = 0
-        self._i = i + 1
-        return self._buf[i]
+    # a chain of lazily drawn batches, handed out by the chain's own ``__next__``: every
+    # call stays in C (no Python frame per value), and a batch is still drawn only on the
+    # call that needs it, so the draws from a shared generator keep their order
+    batches = map(methodcaller("tolist"), map(draw, repeat(size)))
+    return chain.from_iterable(batches).__next__

@@ -319,6 +319,7 @@ class StreamSide:
         session.attempt_at = now
         peer.connections += 1
         peer.active += 1
+        up.epoch += 1  # the API may reuse a rendered upstream until this changes
         node = self.node
         link = node.network.link(node.name, peer.server)
         backend = node.backend_of(peer.server, peer.name)
@@ -346,6 +347,7 @@ class StreamSide:
         now = self.env.now
         peer.note_failure(now)
         peer.active -= 1
+        peer.upstream.epoch += 1
         session.peer = None
         s = session.server.conf
         session.tries_left -= 1
@@ -377,6 +379,7 @@ class StreamSide:
         peer.connect_time = _ema(peer.connect_time, c)
         peer.first_byte_time = _ema(peer.first_byte_time, first_byte)
         peer.response_time = _ema(peer.response_time, response)
+        peer.upstream.epoch += 1
         peer.note_success(now)
         session.sent = reply
         self._later(end_at - now, (session, peer, reply), self._finished)
@@ -388,6 +391,7 @@ class StreamSide:
         peer.active -= 1
         peer.sent += session.send_bytes
         peer.received += reply
+        peer.upstream.epoch += 1
         self._end(session, OK)
 
     def _end(self, session: StreamSession, status: int) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
 
@@ -106,6 +107,7 @@ class Peer:
         """Close an ``unavail`` period whose fail_timeout has run out (lazily, when asked)."""
         until = self._unavail_until
         if until is not None and now > until:
+            self.upstream.epoch += 1
             self._unavail_until = None
             self._probing = False
             if self.hc_state is None and self._down_since is not None:
@@ -156,6 +158,8 @@ class Peer:
     @property
     def lb_weight(self) -> int:
         """The weight balancing uses now: ramps linearly from 1 to ``weight`` during slow_start."""
+        if self._unavail_until is None and self._ramp_start is None:
+            return self.weight  # no ramp and none about to start: the balancer's common case
         now = self.upstream.env.now
         if self._unavail_until is not None:
             # the ramp starts when fail_timeout runs out, whether or not anything looked since
@@ -173,6 +177,7 @@ class Peer:
     def set_hc_state(self, state: str | None, now: float) -> None:
         """Health checks move the peer in or out of ``checking``/``unhealthy``."""
         self._sync(now)
+        self.upstream.epoch += 1
         was_down = self._down_since is not None
         if state == "unhealthy" and self.hc_state != "unhealthy":
             self.hc_unhealthy += 1
@@ -189,6 +194,7 @@ class Peer:
     # --- traffic ------------------------------------------------------------------------------
 
     def note_selected(self, now: float) -> None:
+        self.upstream.epoch += 1
         self.selected = now
         if now - self.checked > self.fail_timeout_ms:
             self.checked = now
@@ -207,6 +213,7 @@ class Peer:
         # ``unavail`` counts how many times the peer became unavailable: requests that were
         # already running when it did and fail afterwards extend the period but are no new one
         was_unavail = self._unavail_until is not None and not self._probing
+        self.upstream.epoch += 1
         self._probing = False
         self.fails += 1
         self._fails += 1
@@ -233,6 +240,7 @@ class Peer:
 
     def clear_fails(self, now: float) -> None:
         """Forget the failure count; a probe's unavailable period (if one is open) ends now."""
+        self.upstream.epoch += 1
         self._fails = 0
         if self._unavail_until is not None:
             self._unavail_until = None
@@ -242,6 +250,7 @@ class Peer:
                 self._down_since = None
 
     def count_response(self, status: int, nbytes: int, header_ms: float, total_ms: float) -> None:
+        self.upstream.epoch += 1
         self.responses[status // 100 - 1] += 1
         codes = self.codes
         codes[status] = codes.get(status, 0) + 1
@@ -250,16 +259,13 @@ class Peer:
         self.header_time = header_ms if ht is None else ht + _EMA_NEW * (header_ms - ht)
         rt = self.response_time
         self.response_time = total_ms if rt is None else rt + _EMA_NEW * (total_ms - rt)
-        i = 0
-        for bound in HIST_BOUNDS:
-            if total_ms <= bound:
-                break
-            i += 1
-        self.hist[i if i < len(HIST_BOUNDS) else -1] += 1
+        # the first bucket whose upper bound is >= total_ms (the last bound is inf)
+        self.hist[bisect_left(HIST_BOUNDS, total_ms)] += 1
         self.hist_sum += total_ms
 
     def reset_statistics(self) -> None:
         """DELETE /http/upstreams/{u}/: counters back to zero; state and gauges untouched."""
+        self.upstream.epoch += 1
         self.requests = 0
         self.responses = [0, 0, 0, 0, 0]
         self.codes = {}
@@ -320,6 +326,10 @@ class Upstream:
         self.zone = conf.zone
         self.method = conf.method
         self.resolve_name = resolve_name  # callable(host) -> list[str] | None (the scenario's DNS)
+        #: bumped on every change an API view of the upstream can show (peer counters, states,
+        #: configuration, servers added or removed, keepalive, queue); code that changes a peer or
+        #: the upstream outside these methods bumps it too. Lets the API reuse a rendered body.
+        self.epoch = 0
         self.peers: list[Peer] = []
         self.primary: list[Peer] = []
         self.backups: list[Peer] = []
@@ -382,7 +392,11 @@ class Upstream:
         return first
 
     def _rebuild(self) -> None:
+        self.epoch += 1
         self.single = len(self.primary) == 1 and not self.backups
+        # read by every proxied request: counted here, where every change of the server lists
+        # or of a server's ``down`` flag ends up (add, patch, remove)
+        self._tries = sum(1 for p in self.primary if not p.down) + len(self.backups)
         self.balancer.rebuild(self.primary)
         self.backup_balancer.rebuild(self.backups)
 
@@ -425,11 +439,12 @@ class Upstream:
 
     def tries_allowed(self) -> int:
         """nginx's per-request try count: the non-down primaries plus the backups."""
-        return sum(1 for p in self.primary if not p.down) + len(self.backups)
+        return self._tries
 
     def take_keepalive(self, peer: Peer) -> bool:
         n = self.keepalive_idle.get(peer.id, 0)
         if n:
+            self.epoch += 1
             self.keepalive_idle[peer.id] = n - 1
             self.keepalive -= 1
             return True
@@ -437,10 +452,12 @@ class Upstream:
 
     def give_keepalive(self, peer: Peer) -> None:
         if self.keepalive_max and not peer.removed and self.keepalive < self.keepalive_max:
+            self.epoch += 1
             self.keepalive_idle[peer.id] = self.keepalive_idle.get(peer.id, 0) + 1
             self.keepalive += 1
 
     def reset_statistics(self) -> None:
+        self.epoch += 1
         for p in self.peers:
             p.reset_statistics()
         self.overflows = 0
@@ -611,6 +628,7 @@ class Upstream:
         for key in ("backup", "service"):
             if key in vals and vals[key] != getattr(peer, key):
                 raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
+        self.epoch += 1  # a check below may refuse after a field has changed
         if "server" in vals:
             address, host, port, is_name = self._parse_address(vals["server"], None)
             if address != peer.name:
@@ -647,6 +665,7 @@ class Upstream:
         peer = self.peer(pid)
         if peer.parent is not None:
             raise errors.UpstreamServerImmutable(f'server "{pid}" not removable')
+        self.epoch += 1
         peer.removed = True
         self.peers.remove(peer)
         (self.backups if peer.backup else self.primary).remove(peer)

@@ -18,7 +18,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from simpy.events import Timeout
+from simpy.events import NORMAL, Timeout
 
 from . import dists
 from .rng import Batched
@@ -117,6 +117,11 @@ class _NodeDriver:
         http = node.conf.http
         self.keepalive_timeout = http.keepalive_timeout_ms if http else 75_000
         self.ssl = self._listens_ssl()
+        self._constant = spec.arrivals == "constant"
+        # built once: the per-request path would otherwise build a bound method (and a list)
+        # each time; simpy only iterates an event's callback list, so arrivals can share one
+        self._arrive_callbacks = [self._arrive]
+        self._done_cb = self._done
 
     def _listens_ssl(self) -> bool:
         http = self.node.conf.http
@@ -148,9 +153,19 @@ class _NodeDriver:
         ev = Timeout(self.env, delay)
         ev.callbacks.append(self._arrive)
 
-    def _arrive(self, _ev) -> None:
+    def _arrive(self, ev) -> None:
         spec = self.spec
-        self._schedule(self._gap())
+        # the next arrival first, as _schedule(_gap()) does it (inlined: this runs per request)
+        if self._constant:
+            gap = 1000.0 / self.max_rate
+        else:
+            gap = self._exp() * 1000.0 / self.max_rate
+        stop = spec.stop_ms
+        if stop is None or self.env.now + gap < stop:
+            # the timeout that just fired is spent (simpy has taken its callbacks): it serves
+            # again for the next arrival, which saves building a Timeout per request
+            ev.callbacks = self._arrive_callbacks
+            self.env.schedule(ev, NORMAL, gap)
         if spec.rate_curve:
             r = _rate_at(spec.rate_curve, self.env.now)
             if self._u() * self.max_rate >= r:
@@ -186,20 +201,28 @@ class _NodeDriver:
         spec = self.spec
         stats = self.stats
         stats.sent += 1
-        conn = self._connection()
-        if conn is None:
-            stats.refused += 1
-            return
+        # a warm connection from the pool without the call to _connection (the common case)
+        pool = self.pool
+        conn = pool[-1] if pool else None
+        if conn is not None and conn.open:
+            pool.pop()
+        else:
+            conn = self._connection()
+            if conn is None:
+                stats.refused += 1
+                return
         c = self._client()
         ip = self._ips[c]
         if ip is None:
             ip = self._ips[c] = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
         path = self.paths[self._path()]
-        vars = None
+        node = self.node
         if spec.bypass_share and self._u() < spec.bypass_share:
-            path = path + "?nocache=1"
             vars = {"$cookie_nocache": "1", "$arg_nocache": "1"}
-        req = self.node.handle(conn, path, spec.host, spec.port, ip, int(self._size()), self._done, vars=vars)
+            req = node.handle(conn, path + "?nocache=1", spec.host, spec.port, ip, int(self._size()),
+                              self._done_cb, vars=vars)
+        else:  # no keyword arguments on the common path: they make the call slower
+            req = node.handle(conn, path, spec.host, spec.port, ip, int(self._size()), self._done_cb)
         if req is None:
             stats.refused += 1
             self.node.close_conn(conn)
@@ -207,14 +230,16 @@ class _NodeDriver:
     def _done(self, req) -> None:
         stats = self.stats
         conn = req.conn
-        if req.status:
+        status = req.status
+        if status:
             stats.completed += 1
-            stats.statuses[req.status] = stats.statuses.get(req.status, 0) + 1
+            statuses = stats.statuses
+            statuses[status] = statuses.get(status, 0) + 1
         else:
             stats.discarded += 1
         if not conn.open:
             return
-        if conn.requests >= self.spec.keepalive_requests or not req.status:
+        if conn.requests >= self.spec.keepalive_requests or not status:
             self.node.close_conn(conn)
         else:
             self.node.idle_conn(conn)

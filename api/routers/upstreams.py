@@ -2,7 +2,8 @@
 
 Server changes go through the model (:meth:`sim.upstream.Upstream.add_server` and friends), which
 validates the server object with nginx's rules and raises nginx's codes; a server added at run
-time is handed to the node so that health checks take it on.
+time is handed to the node so that health checks take it on. Upstream objects are encoded through
+the node's :class:`api.render.UpstreamBodies`, which reuses a body while the model has not changed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from ..deps import (
     ApiDep,
     HttpUpstreamDep,
     JsonBody,
+    NginxJSON,
     Resource,
     ServerIdDep,
     StreamUpstreamDep,
@@ -43,14 +45,14 @@ def _added(api, up, peer) -> None:
 
 @http_upstreams.get("/")
 async def get_http_upstreams(api: ApiDep, fields: str | None = None):
-    return json_response(render.filter_members(render.upstreams(api.node, api.version), fields))
+    node = api.node
+    return NginxJSON(api.state.bodies.upstreams(node.upstreams, api.version, node.env.now, node.clock, fields))
 
 
 @http_upstreams.get("/{upstream}/")
 async def get_http_upstream(api: ApiDep, up: HttpUpstreamDep, fields: str | None = None):
     node = api.node
-    out = render.upstream(up, api.version, node.env.now, node.clock)
-    return json_response(render.filter_fields(out, fields))
+    return NginxJSON(api.state.bodies.upstream(up, api.version, node.env.now, node.clock, fields))
 
 
 @http_upstreams.delete("/{upstream}/")
@@ -94,14 +96,15 @@ async def delete_http_upstream_server(api: ApiDep, up: HttpUpstreamDep, sid: Ser
 
 @stream_upstreams.get("/")
 async def get_stream_upstreams(api: ApiDep, fields: str | None = None):
-    return json_response(render.filter_members(render.stream_upstreams_of(api.node, api.version), fields))
+    node = api.node
+    ups = render.stream_upstreams(node)
+    return NginxJSON(api.state.bodies.upstreams(ups, api.version, node.env.now, node.clock, fields, stream=True))
 
 
 @stream_upstreams.get("/{upstream}/")
 async def get_stream_upstream(api: ApiDep, up: StreamUpstreamDep, fields: str | None = None):
     node = api.node
-    out = render.stream_upstream(up, api.version, node.env.now, node.clock)
-    return json_response(render.filter_fields(out, fields))
+    return NginxJSON(api.state.bodies.stream_upstream(up, api.version, node.env.now, node.clock, fields))
 
 
 @stream_upstreams.delete("/{upstream}/")

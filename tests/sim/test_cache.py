@@ -679,3 +679,52 @@ def test_lock_waiters_wake_after_a_restart_drops_the_holder():
     zone.restart()
     env.run(until=1000)
     assert log[1:] == [("k", "woke", "retry", 600), ("k", MISS, True, True, 600)]
+
+
+def _keys_zone_view(zone):
+    return [(k, n.uses, n.expire, n.updating, n.entry) for k, n in zone._nodes.items()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 1500), st.integers(0, 2000), st.booleans()),
+                    max_size=60))
+def test_hit_shortcut_leaves_the_zone_as_a_lookup_that_hits_would(ops):
+    env_a, env_b = simpy.Environment(), simpy.Environment()
+    a = make_zone(env_a, max_size=2000, inactive_ms=1000)
+    b = make_zone(env_b, max_size=2000, inactive_ms=1000)
+    p = proxy(cache_use_stale=("updating",))
+    now = 0
+    for k, dt, valid_ms, run_timers in ops:
+        key = f"k{k}"
+        now += dt
+        if run_timers:  # otherwise the request comes before the inactive timer at its deadline
+            env_a.run(until=now + 1)
+            env_b.run(until=now + 1)
+            now += 1
+        served = []
+        for zone, shortcut in ((a, False), (b, True)):
+            entry = zone.hit(key, now) if shortcut else None
+            if entry is None:
+                lk = zone.lookup(key, now, p)
+                if lk.status == HIT:
+                    entry = lk.entry
+                    zone.count(HIT, entry.nbytes)
+                elif lk.cacheable:
+                    zone.store(key, 200, 300, now, valid_ms)
+                zone.release(lk)
+            served.append(entry)
+        assert (served[0] is None) == (served[1] is None)
+        assert a.stats == b.stats and a.size == b.size
+        assert [v[:4] for v in _keys_zone_view(a)] == [v[:4] for v in _keys_zone_view(b)]
+
+
+def test_hit_shortcut_touches_nothing_for_a_missing_or_expired_key():
+    zone, p = make_zone(), proxy()
+    fetch(zone, "k", 0, p, valid_ms=100)
+    before = (_keys_zone_view(zone), zone.stats)
+    assert zone.hit("absent", 50) is None
+    assert zone.hit("k", 101) is None
+    assert (_keys_zone_view(zone), zone.stats) == before
+    entry = zone.hit("k", 100)
+    assert entry is not None and entry.nbytes == 100
+    assert zone.stats["hit"] == {"responses": 1, "bytes": 100}

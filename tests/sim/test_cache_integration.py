@@ -411,3 +411,55 @@ def test_a_fetch_begun_before_a_crash_writes_nothing_to_the_cache():
     assert [(d[1], d[2]) for d in c.done] == [(0, "MISS"), (200, "MISS")]
     assert cl.backend(A).requests == 2
     assert c.responses() == counts(miss=1)
+
+
+def test_a_reload_without_proxy_cache_sends_the_next_request_to_the_upstream():
+    from sim import config
+
+    c = Client(world("      proxy_cache_valid 200 1m;"))
+    c.send_at(0)
+    c.send_at(20)
+    conf = (
+        "http {\n"
+        f"  upstream backend {{\n    zone backend 64k;\n    server {A};\n  }}\n"
+        "  server {\n    listen 80;\n    location / {\n      proxy_pass http://backend;\n    }\n  }\n"
+        "}\n"
+    )
+    c.at(30, lambda: c.node.reload(config.loads(conf)))
+    c.send_at(40)
+    c.env.run(until=100)
+    # cached before the reload (a miss, then a hit 0.2 ms later); fetched after it, uncached
+    assert [(t, s) for t, _, s, _ in c.done] == [(14, "MISS"), (20.2, "HIT"), (54, None)]
+
+
+def test_a_reload_that_removes_the_cache_while_a_request_is_at_the_upstream_answers_it_uncached():
+    from dataclasses import replace
+
+    from sim import cluster, scenario
+
+    text = """
+seed: 3
+nodes: 1
+backends:
+  "10.0.0.1:80": {service_time: 50, cache_max_age: 60s}
+nginx_conf_inline: |
+  http {
+    proxy_cache_path /tmp/c keys_zone=c:1m;
+    upstream u { zone u 64k; server 10.0.0.1:80; }
+    server { listen 80; location / { proxy_pass http://u; proxy_cache c; } }
+  }
+"""
+    sc = scenario.loads(text, filename="reload.yaml")
+    cl = cluster.Cluster(sc, start_workloads=False, sample=False)
+    node = cl.nodes["node1"]
+    seen = []
+    node.handle(node.open_conn(), "/a", "x", 80, "10.1.1.1", 100, seen.append)
+    cl.run(10)
+    conf = node.conf
+    http = replace(conf.http, cache_paths={}, servers=tuple(
+        replace(s, locations=tuple(replace(loc, proxy=replace(loc.proxy, cache=None)) for loc in s.locations))
+        for s in conf.http.servers))
+    node.reload(replace(conf, http=http))
+    cl.run(1000)
+    assert [r.status for r in seen] == [200]
+    assert node.caches == {}

@@ -147,3 +147,21 @@ def test_seed_given_to_the_scenario_and_to_the_cluster_are_the_same_thing():
     cl = cluster.Cluster(sc)
     cl.run()
     assert dump(cl) == run(8)
+
+
+def test_batched_draws_hand_out_one_numpy_draw_in_order_and_draw_again_only_when_used_up():
+    from sim.rng import Batched, Streams
+
+    calls = []
+    gen = Streams(5).get("x")
+
+    def draw(n):
+        calls.append(n)
+        return gen.random(n)
+
+    nxt = Batched(draw, 3)
+    assert calls == []  # nothing is drawn before the first value is asked for
+    got = [nxt() for _ in range(7)]
+    assert calls == [3, 3, 3]
+    assert got == Streams(5).get("x").random(9).tolist()[:7]
+    assert all(type(v) is float for v in got)
