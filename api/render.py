@@ -6,7 +6,8 @@ in that version and appear only when they apply (``api/versions.py`` lists them)
 touches HTTP: the routers call these functions and encode the result, the run summary calls
 :func:`node_state`, and tests call them directly. Units follow nginx: byte and request counters
 are integers, durations in milliseconds as integers, instants as ISO 8601 strings from the
-node's clock (``selected`` at second resolution, as real output shows).
+node's clock (``selected`` at second resolution, as real output shows). :class:`UpstreamBodies`
+keeps encoded upstream objects and reuses them while the model has not changed them.
 
 The ``where the model keeps it`` helpers at the end (``caches``, ``stream_server_zones``,
 ``slab_pools`` ...) are the one place that knows where a node holds each collection; the model
@@ -555,7 +556,7 @@ def conf_server(p, kind: str, version: int) -> dict:
 
 
 def conf_servers(up, version: int) -> list[dict]:
-    return [conf_server(p, up.kind, version) for p in up.peers]
+    return [conf_server(p, up.kind, version) for p in up.conf_peers()]
 
 
 # --------------------------------------------------------------------------------------------------

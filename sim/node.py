@@ -194,6 +194,7 @@ class Node:
 
     def _build(self, conf: NginxConf, first: bool) -> None:
         env = self.env
+        self._stop_resolving()  # the upstreams of the previous configuration, if any
         self.conf = conf
         self.load_time = env.now
         n_workers = max(1, conf.worker_processes)
@@ -256,6 +257,14 @@ class Node:
         stream_ups = self.stream.upstreams.values() if self.stream is not None else ()
         for up in [*self.upstreams.values(), *stream_ups]:
             up.reserve_memory = lambda name, server, up=up: self._reserve_peer_memory(up, name, server)
+        # `server ... resolve`: first resolution now, through the side's resolver (counted in its
+        # status zone), then again whenever an answer expires; new addresses get health checks
+        for up in self.upstreams.values():
+            up.on_peer_added = lambda peer, up=up: self.server_added(up, peer)
+            up.start_resolving(self.http_resolver, self.cluster.node_address)
+        for up in stream_ups:
+            up.on_peer_added = lambda peer, up=up, side=self.stream: side.server_added(up, peer)
+            up.start_resolving(self.stream_resolver, self.cluster.node_address)
         self.events.append((env.now, "config", "loaded" if first else "reloaded"))
 
     def _build_caches(self, conf: NginxConf, first: bool) -> None:
@@ -305,8 +314,15 @@ class Node:
         for hc in self.health_checkers:
             hc.start(self._hc_previous)
 
+    def _stop_resolving(self) -> None:
+        stream = getattr(self, "stream", None)
+        for up in [*getattr(self, "upstreams", {}).values(), *(stream.upstreams.values() if stream else ())]:
+            up.stop_resolving()
+
     def server_added(self, upstream: Upstream, peer) -> None:
         """A server was added at run time: health checks of its upstream take it on."""
+        if peer not in upstream.peers:
+            return  # a resolve entry takes no traffic; the peers it resolves to come one by one
         for hc in self.health_checkers:
             if hc.upstream is upstream:
                 hc.on_server_added(peer)
@@ -327,7 +343,10 @@ class Node:
         if http:
             for name, zc in http.limit_req_zones.items():
                 z = old_req.get(name)
-                self.limit_reqs[name] = z if z is not None and z.conf == zc else LimitReqZone(zc)
+                if z is None or z.conf != zc:
+                    # the node's clock stamps the changes zone_sync sends (`sync`)
+                    z = LimitReqZone(zc, clock=self.clock, node_name=self.name)
+                self.limit_reqs[name] = z
             for name, zc in http.limit_conn_zones.items():
                 z = old_conn.get(name)
                 self.limit_conns[name] = z if z is not None and z.conf == zc else LimitConnZone(zc)
@@ -952,6 +971,7 @@ class Node:
         """The whole node dies: connections and in-memory state are gone until :meth:`restart`."""
         self.up = False
         self.incarnation += 1
+        self._stop_resolving()
         for hc in self.health_checkers:
             hc.stop()
         self.health_checkers = []

@@ -17,7 +17,13 @@ A client connection becomes a :class:`StreamSession`:
   and ``proxy_next_upstream_timeout`` allow; with no peer left the session ends with 502;
 * once connected, the client's bytes go up and the backend's answer (``Backend.stream_bytes()``)
   comes down; the session lasts the client's ``duration`` or until the last byte arrived,
-  whichever is later, then ends with 200.
+  whichever is later, then ends with 200;
+* ``proxy_timeout``: the exchange is the session's activity; when the client would keep the
+  connection idle after the last byte for longer than ``proxy_timeout``, nginx closes it at
+  the last byte plus ``proxy_timeout``, still with 200 (``StreamSession.timed_out``);
+* an open-ended session (``duration_ms`` None or infinite: a live client) stays open after the
+  answer until :meth:`StreamSide.close_session` (the client closed) or until it has been idle
+  for ``proxy_timeout`` (:meth:`StreamSide.note_activity` says data moved).
 
 Peers count ``connections``, ``active``, ``sent``, ``received`` and keep the moving averages
 ``connect_time``, ``first_byte_time`` and ``response_time`` (ms) that ``least_time`` ranks by;
@@ -29,6 +35,7 @@ zones count ``sessions`` by class, ``discarded`` (connections closed without a s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from simpy.events import Timeout
@@ -77,6 +84,11 @@ class StreamSession:
         "held",
         "done",
         "final",
+        "reply",
+        "answer_at",
+        "last_activity",
+        "timed_out",
+        "on_reply",
     )
 
     def __init__(self, side, server, zone, conn, client_ip, send_bytes, duration_ms, done):
@@ -100,6 +112,16 @@ class StreamSession:
         self.held: list = []  # limit_conn counts to give back
         self.done = done  # callable(session) once the session has ended
         self.final = False
+        self.reply = 0  # bytes of the backend's answer, once connected
+        self.answer_at: float | None = None  # when its last byte reaches the client
+        self.last_activity = 0.0  # when data last moved (for proxy_timeout)
+        self.timed_out = False  # ended by proxy_timeout (still 200, as in nginx)
+        self.on_reply = None  # open-ended sessions: callable(session) once the answer arrived
+
+    @property
+    def open_ended(self) -> bool:
+        """The session lasts until the client closes it (:meth:`StreamSide.close_session`)."""
+        return self.duration_ms is None
 
 
 class _Server:
@@ -192,6 +214,8 @@ class StreamSide:
 
     def server_added(self, upstream: Upstream, peer) -> None:
         """A server was added to a stream upstream at run time: its health checks take it on."""
+        if peer not in upstream.peers:
+            return  # a resolve entry takes no traffic; the peers it resolves to come one by one
         for hc in self.health_checkers:
             if hc.upstream is upstream:
                 hc.on_server_added(peer)
@@ -238,15 +262,22 @@ class StreamSide:
         port: int,
         client_ip: str,
         send_bytes: int,
-        duration_ms: float,
+        duration_ms: float | None,
         done=None,
         *,
         listen_address: str | None = None,
         discard: bool = False,
+        on_reply=None,
     ) -> StreamSession | None:
         """A client connects to ``port``; None when nothing accepts it (node down, no listener,
         out of worker connections). ``discard``: the client closes before sending anything,
-        so the connection ends without a session (the zone's ``discarded``)."""
+        so the connection ends without a session (the zone's ``discarded``).
+
+        ``duration_ms`` None (or infinite) opens a session that lasts until
+        :meth:`close_session`; ``on_reply(session)`` is called when the backend's answer has
+        reached the client (``session.sent`` bytes)."""
+        if duration_ms is not None and math.isinf(duration_ms):
+            duration_ms = None
         node = self.node
         if self.stopped or not node.up:
             return None
@@ -258,6 +289,7 @@ class StreamSide:
             return None
         zone = srv.zone
         session = StreamSession(self, srv, zone, conn, client_ip, send_bytes, duration_ms, done)
+        session.on_reply = on_reply
         if zone is not None:
             zone.connections += 1
             zone.processing += 1
@@ -373,14 +405,28 @@ class StreamSide:
         last_byte = c + up_ms + down_ms
         now = self.env.now
         attempt_at = session.attempt_at
-        # the client holds the session for its duration, or until the answer has fully arrived
-        end_at = max(session.t0 + session.duration_ms, attempt_at + last_byte, now)
-        response = end_at - attempt_at
+        answer_at = attempt_at + last_byte  # the last data to move: from here the session idles
+        session.reply = reply
+        session.answer_at = answer_at
+        session.last_activity = answer_at
         peer.connect_time = _ema(peer.connect_time, c)
         peer.first_byte_time = _ema(peer.first_byte_time, first_byte)
+        peer.note_success(now)
+        if session.duration_ms is None:
+            # open-ended: response_time is known when the client (or proxy_timeout) ends it
+            peer.upstream.epoch += 1
+            self._later(answer_at - now, session, self._answered)
+            return
+        # the client holds the session for its duration, or until the answer has fully arrived;
+        # nginx closes it first when it would stay idle for longer than proxy_timeout
+        end_at = max(session.t0 + session.duration_ms, answer_at, now)
+        idle_end = answer_at + session.server.conf.proxy_timeout_ms
+        if end_at > idle_end:
+            end_at = idle_end
+            session.timed_out = True
+        response = end_at - attempt_at
         peer.response_time = _ema(peer.response_time, response)
         peer.upstream.epoch += 1
-        peer.note_success(now)
         session.sent = reply
         self._later(end_at - now, (session, peer, reply), self._finished)
 
@@ -392,6 +438,68 @@ class StreamSide:
         peer.sent += session.send_bytes
         peer.received += reply
         peer.upstream.epoch += 1
+        self._end(session, OK)
+
+    # --- open-ended sessions (live clients) -----------------------------------------------------
+
+    def _answered(self, ev) -> None:
+        session = ev._value
+        if self.stopped or session.final:
+            return
+        session.sent = session.reply
+        if session.on_reply is not None:
+            session.on_reply(session)
+        if not session.final:
+            self._idle_check_at(session.last_activity + session.server.conf.proxy_timeout_ms, session)
+
+    def _idle_check_at(self, at: float, session: StreamSession) -> None:
+        self._later(at - self.env.now, session, self._idle_check)
+
+    def _idle_check(self, ev) -> None:
+        # one timer per session: activity since it was armed only moves the deadline
+        session = ev._value
+        if self.stopped or session.final:
+            return
+        due = session.last_activity + session.server.conf.proxy_timeout_ms
+        if self.env.now < due:
+            self._idle_check_at(due, session)
+            return
+        session.timed_out = True
+        self.close_session(session, session.received)
+
+    def note_activity(self, session: StreamSession) -> None:
+        """Data moved on an open-ended session now: its ``proxy_timeout`` starts again."""
+        if not session.final:
+            session.last_activity = max(session.last_activity, self.env.now)
+
+    def close_session(
+        self, session: StreamSession, received_bytes: int, sent_bytes: int | None = None
+    ) -> None:
+        """The client closed the connection: the session ends now with 200.
+
+        ``received_bytes`` is what the client sent during the whole session (the zone's
+        ``received`` and the peer's ``sent``); ``sent_bytes`` what it got (default: the
+        backend's answer once it has arrived, else nothing). A peer still being connected to is
+        given up without counting a failure. A session that has already ended is left alone.
+        """
+        if session.final or session.side is not self or self.stopped:
+            return
+        now = self.env.now
+        session.received = received_bytes
+        answered = session.answer_at is not None and now >= session.answer_at
+        peer = session.peer
+        if peer is not None:
+            peer.active -= 1
+            if session.answer_at is not None:  # connected
+                peer.sent += received_bytes
+                if answered:
+                    peer.received += session.reply
+                if session.duration_ms is None:
+                    peer.response_time = _ema(peer.response_time, now - session.attempt_at)
+            peer.upstream.epoch += 1
+        if sent_bytes is None:
+            sent_bytes = session.reply if answered else 0
+        session.sent = sent_bytes
         self._end(session, OK)
 
     def _end(self, session: StreamSession, status: int) -> None:
@@ -441,13 +549,14 @@ class StreamWorkloadSpec:
 class StreamWorkloadStats:
     """What the clients of one stream workload saw at one node."""
 
-    __slots__ = ("opened", "refused", "completed", "discarded", "statuses")
+    __slots__ = ("opened", "refused", "completed", "discarded", "timed_out", "statuses")
 
     def __init__(self):
         self.opened = 0
         self.refused = 0
         self.completed = 0
         self.discarded = 0
+        self.timed_out = 0  # ended by proxy_timeout (counted in completed, status 200)
         self.statuses: dict[int, int] = {}
 
 
@@ -505,6 +614,7 @@ class _StreamDriver:
         stats = self.stats
         if session.status:
             stats.completed += 1
+            stats.timed_out += session.timed_out
             stats.statuses[session.status] = stats.statuses.get(session.status, 0) + 1
         else:
             stats.discarded += 1

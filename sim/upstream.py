@@ -10,6 +10,13 @@ anew, so the others keep skipping the peer until it answers); the first success 
 selection clears the count, and ``unavail``, ``downtime`` and ``downstart`` follow the state.
 An :class:`Upstream` owns its peers (primary and backup lists), its balancer, its
 ``queue`` and the run-time add/patch/remove operations with nginx's validation rules.
+
+A ``server NAME resolve`` (or a server added through the API by name) is a *parent* entry: it is
+listed among the configured servers but takes no traffic; every address the name resolves to is
+a peer with ``parent`` and ``host`` set. The upstream resolves its parents through the node's
+:class:`sim.resolver.Resolver` when the node hands it one (:meth:`Upstream.start_resolving`),
+and again whenever an answer's validity runs out, on one timer per upstream: new addresses
+become peers, vanished ones are removed (zombies while busy), as nginx's zone module does.
 """
 
 from __future__ import annotations
@@ -35,6 +42,39 @@ MAX_INT = 2**31 - 1
 MAX_TIME_MS = 2**31 - 1
 
 _EMA_NEW = 0.05
+
+#: Server parameters a PATCH may change, as (API field, Peer attribute); a resolved server's
+#: children follow what is patched on their parent.
+_PATCHABLE = (
+    ("max_conns", "max_conns"),
+    ("max_fails", "max_fails"),
+    ("fail_timeout", "fail_timeout_ms"),
+    ("slow_start", "slow_start_ms"),
+    ("route", "route"),
+    ("down", "down"),
+    ("drain", "drain"),
+)
+#: What a resolved peer takes over from its parent when it is created.
+_INHERITED = ("weight", "max_conns", "max_fails", "fail_timeout_ms", "slow_start_ms", "route", "down", "drain")
+#: Answers that say what the name's addresses are (none, for NXDOMAIN); other errors keep the peers.
+_DEFINITE = ("noerror", "nxdomain")
+#: Shortest wait before a name is asked again (keeps a zero ``valid=`` from spinning).
+_MIN_RESOLVE_WAIT_MS = 1.0
+
+
+def _is_name(host: str) -> bool:
+    """True for a domain name, False for an IP literal or a unix: path."""
+    if host.startswith("unix:"):
+        return False
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return True
+    return False
+
+
+def _with_port(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip and not ip.startswith("[") else f"{ip}:{port}"
 
 
 class Peer:
@@ -359,6 +399,18 @@ class Upstream:
         self.zombie_peers: list[Peer] = []
         # set by the node: reserves a new server's memory in the zone, False when it is full
         self.reserve_memory: Callable[[str, str], bool] | None = None
+        # resolved servers: the parent entries (no traffic), their directives, when each is due
+        # to be asked again; the node's resolver and hooks come with start_resolving
+        self.parents: list[Peer] = []
+        self._resolve_confs: dict[int, ServerConf] = {}
+        self._resolve_due: dict[int, float] = {}
+        self.resolver = None
+        self.address_of: Callable[[str], str] | None = None
+        #: set by the node: health checks take on a peer that resolution added
+        self.on_peer_added: Callable[[Peer], None] | None = None
+        self._resolving = False
+        self._timer_at: float | None = None
+        self._timer_token = 0
         for s in conf.servers:
             self._add_conf(s, env.now)
         self._rebuild()
@@ -380,6 +432,14 @@ class Upstream:
         return [conf.address]
 
     def _add_conf(self, conf: ServerConf, now: float) -> Peer:
+        if conf.resolve and _is_name(conf.host):
+            parent = Peer(self, self._next_id, conf, conf.address, now)
+            self._next_id += 1
+            self.parents.append(parent)
+            self._resolve_confs[parent.id] = conf
+            # due at once: the first resolution happens when the node starts resolving
+            self._resolve_due[parent.id] = now
+            return parent
         addrs = self._addresses_for(conf)
         first = None
         for addr in addrs:
@@ -404,7 +464,149 @@ class Upstream:
         for p in self.peers:
             if p.id == pid:
                 return p
+        for p in self.parents:
+            if p.id == pid:
+                return p
         raise errors.UpstreamServerNotFound(f'server with ID "{pid}" does not exist')
+
+    def conf_peers(self) -> list[Peer]:
+        """Every configured server as ``.../servers/`` lists it: peers and resolve parents, by id."""
+        if not self.parents:
+            return list(self.peers)
+        return sorted([*self.peers, *self.parents], key=lambda p: p.id)
+
+    def children_of(self, parent: Peer) -> list[Peer]:
+        return [p for p in self.peers if p.parent == parent.id]
+
+    def _drop_peer(self, peer: Peer) -> None:
+        """Take a peer out of the group; requests still running on it make it a zombie."""
+        peer.removed = True
+        self.peers.remove(peer)
+        (self.backups if peer.backup else self.primary).remove(peer)
+        if peer.active > 0:
+            self.zombie_peers.append(peer)
+        n = self.keepalive_idle.pop(peer.id, 0)
+        self.keepalive -= n
+
+    # --- resolved servers ---------------------------------------------------------------------
+
+    def start_resolving(self, resolver=None, address_of: Callable[[str], str] | None = None) -> None:
+        """Resolve every parent now and keep resolving each when its answer expires.
+
+        ``resolver`` is the node's :class:`sim.resolver.Resolver` (queries counted in its
+        zone); without one the scenario's DNS (``resolve_name``) answers once, uncounted.
+        ``address_of`` turns a host-map entry into an address (node names stand for nodes).
+        """
+        self.resolver = resolver
+        self.address_of = address_of
+        self._resolving = True
+        if not self.parents:
+            return
+        now = self.env.now
+        for parent in list(self.parents):
+            self._resolve_parent(parent, now)
+        self._rebuild()
+        self._schedule()
+
+    def stop_resolving(self) -> None:
+        """The configuration or the process is gone: pending timers do nothing any more."""
+        self._resolving = False
+        self._timer_token += 1
+        self._timer_at = None
+
+    def _schedule(self) -> None:
+        if not self._resolving or self.resolver is None:
+            return
+        due = min(self._resolve_due.values(), default=math.inf)
+        if due == math.inf or (self._timer_at is not None and self._timer_at <= due):
+            return
+        self._timer_at = due
+        self._timer_token += 1
+        ev = self.env.timeout(max(0.0, due - self.env.now))
+        ev.callbacks.append(lambda _ev, token=self._timer_token: self._on_resolve_timer(token))
+
+    def _on_resolve_timer(self, token: int) -> None:
+        if token != self._timer_token or not self._resolving:
+            return  # superseded by an earlier timer, or resolving stopped
+        self._timer_at = None
+        now = self.env.now
+        changed = False
+        for parent in list(self.parents):
+            if self._resolve_due.get(parent.id, math.inf) <= now:
+                changed = self._resolve_parent(parent, now) or changed
+        if changed:
+            self._rebuild()
+        self._schedule()
+
+    def _address(self, entry: str, port: int) -> str:
+        return _with_port(self.address_of(entry) if self.address_of is not None else entry, port)
+
+    def _lookup(self, conf: ServerConf, now: float) -> tuple[list[str] | None, float]:
+        """(the addresses ``conf`` names now, or None to keep the current ones; when to ask again)."""
+        resolver = self.resolver
+        if resolver is None:
+            ips = self.resolve_name(conf.host) if self.resolve_name is not None else None
+            return [_with_port(ip, conf.port) for ip in ips or ()], math.inf
+        if conf.service is None:
+            ans = resolver.query(conf.host, now)
+            until = max(ans.valid_until_ms, now + _MIN_RESOLVE_WAIT_MS)
+            if ans.rcode not in _DEFINITE:
+                return None, until
+            return [self._address(a, conf.port) for a in ans.addrs], until
+        service = conf.service
+        qname = f"{service}.{conf.host}" if "." in service else f"_{service}._tcp.{conf.host}"
+        ans = resolver.query(qname, now, "SRV")
+        until = max(ans.valid_until_ms, now + _MIN_RESOLVE_WAIT_MS)
+        if ans.rcode not in _DEFINITE:
+            return None, until
+        out: list[str] = []
+        for record in ans.addrs:
+            target, _, port = record.rpartition(":")
+            if not target or not port.isdigit():
+                continue
+            if not _is_name(target):
+                out.append(self._address(target.strip("[]"), int(port)))
+                continue
+            sub = resolver.query(target, now)
+            if sub.ok:
+                out.extend(self._address(a, int(port)) for a in sub.addrs)
+                until = min(until, max(sub.valid_until_ms, now + _MIN_RESOLVE_WAIT_MS))
+        return out, until
+
+    def _resolve_parent(self, parent: Peer, now: float) -> bool:
+        """Ask for ``parent``'s name and make its peers match the answer; True if they changed."""
+        conf = self._resolve_confs[parent.id]
+        addrs, due = self._lookup(conf, now)
+        self._resolve_due[parent.id] = due
+        if addrs is None:
+            return False
+        wanted = list(dict.fromkeys(addrs))
+        changed = False
+        children = self.children_of(parent)
+        for child in children:
+            if child.server not in wanted:
+                self._drop_peer(child)
+                changed = True
+        have = {c.server for c in children}
+        for addr in wanted:
+            if addr not in have:
+                self._add_child(parent, conf, addr, now)
+                changed = True
+        return changed
+
+    def _add_child(self, parent: Peer, conf: ServerConf, addr: str, now: float) -> Peer:
+        child = Peer(self, self._next_id, conf, addr, now)
+        self._next_id += 1
+        for attr in _INHERITED:
+            setattr(child, attr, getattr(parent, attr))
+        child.effective_weight = child.weight
+        child.parent = parent.id
+        child.resolved_host = conf.host
+        self.peers.append(child)
+        (self.backups if child.backup else self.primary).append(child)
+        if self.on_peer_added is not None:
+            self.on_peer_added(child)
+        return child
 
     @property
     def zombies(self) -> int:
@@ -593,7 +795,7 @@ class Upstream:
             raise errors.UpstreamNoBackup(f'upstream "{self.name}" has no backup')
         if is_name and not has_resolver:
             raise errors.UpstreamConfNoResolver(f'no resolver defined to resolve "{host}"')
-        for p in self.peers:
+        for p in [*self.peers, *self.parents]:
             if p.name == address and p.parent is None and p.backup == backup:
                 raise errors.EntryExists(f'server "{address}" already exists')
         if self.reserve_memory is not None and not self.reserve_memory(address, address):
@@ -615,6 +817,10 @@ class Upstream:
             resolve=is_name,
         )
         peer = self._add_conf(conf, self.env.now)
+        if peer in self.parents:
+            # resolved at once through the node's resolver, and kept up to date from then on
+            self._resolve_parent(peer, self.env.now)
+            self._schedule()
         self._rebuild()
         return peer
 
@@ -632,7 +838,7 @@ class Upstream:
         if "server" in vals:
             address, host, port, is_name = self._parse_address(vals["server"], None)
             if address != peer.name:
-                if peer.parent is not None or peer.service is not None:
+                if peer.parent is not None or peer.service is not None or peer in self.parents:
                     raise errors.UpstreamServerImmutable(f'server "{pid}" address is immutable')
                 if is_name:
                     raise errors.UpstreamBadAddress(f'invalid "server" argument "{vals["server"]}"')
@@ -643,19 +849,15 @@ class Upstream:
                 raise errors.UpstreamServerWeightImmutable(f'server "{pid}" weight is immutable')
             peer.weight = vals["weight"]
             peer.effective_weight = peer.weight
-        for key, attr in (
-            ("max_conns", "max_conns"),
-            ("max_fails", "max_fails"),
-            ("fail_timeout", "fail_timeout_ms"),
-            ("slow_start", "slow_start_ms"),
-            ("route", "route"),
-            ("down", "down"),
-            ("drain", "drain"),
-        ):
-            if key in vals:
-                setattr(peer, attr, vals[key])
-        if vals.get("down") is False:
-            peer.clear_fails(self.env.now)
+        targets = [peer, *self.children_of(peer)] if peer in self.parents else [peer]
+        for target in targets:
+            if target is not peer and "weight" in vals:
+                target.weight = target.effective_weight = peer.weight
+            for key, attr in _PATCHABLE:
+                if key in vals:
+                    setattr(target, attr, vals[key])
+            if vals.get("down") is False:
+                target.clear_fails(self.env.now)
         self._rebuild()
         return peer
 
@@ -666,15 +868,17 @@ class Upstream:
         if peer.parent is not None:
             raise errors.UpstreamServerImmutable(f'server "{pid}" not removable')
         self.epoch += 1
-        peer.removed = True
-        self.peers.remove(peer)
-        (self.backups if peer.backup else self.primary).remove(peer)
-        if peer.active > 0:
-            self.zombie_peers.append(peer)
-        n = self.keepalive_idle.pop(peer.id, 0)
-        self.keepalive -= n
+        if peer in self.parents:
+            for child in self.children_of(peer):
+                self._drop_peer(child)
+            peer.removed = True
+            self.parents.remove(peer)
+            del self._resolve_confs[peer.id]
+            del self._resolve_due[peer.id]
+        else:
+            self._drop_peer(peer)
         self._rebuild()
         return list(self.peers)
 
     def servers_conf(self) -> list[dict]:
-        return [p.conf_dict(self.kind) for p in self.peers]
+        return [p.conf_dict(self.kind) for p in self.conf_peers()]
