@@ -949,6 +949,7 @@ class _StreamConnection(asyncio.Protocol):
         self.closed = False
         self.state = None
         self.current = None
+        self.replied = False
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -965,32 +966,42 @@ class _StreamConnection(asyncio.Protocol):
         if side is None or not node.up:
             self.abort()
             return
-        open_ended = hasattr(side, "close_session")
         addrs = self.binding.config_addresses
         listen_address = next(iter(addrs)) if len(addrs) == 1 else None
         self.session = side.open_session(
-            self.binding.port, self.client_ip, 0, float("inf") if open_ended else 0.0, self._done,
-            listen_address=listen_address,
+            self.binding.port, self.client_ip, 0, None, self._done,
+            listen_address=listen_address, on_reply=self._reply,
         )
         if self.session is None:
             self.abort()
 
-    def _done(self, session) -> None:
-        if self.closed:
+    def _reply(self, session) -> None:
+        """The backend's answer has reached the client in the model: send that many bytes."""
+        if self.closed or self.replied:
             return
-        if session.status != 200:
-            self.closed = True
-            self.transport.close()
-            return
+        self.replied = True
         n = session.sent
         while n > 0:
             k = min(n, len(_FILL))
             self.transport.write(_FILL[:k])
             n -= k
 
+    def _done(self, session) -> None:
+        """The model ended the session (no peer, limit_conn, ``return``, proxy_timeout): nginx
+        closes the connection, after sending what the session sent."""
+        if self.closed:
+            return
+        if session.status == 200:
+            self._reply(session)
+        self.closed = True
+        self.transport.close()
+
     def data_received(self, data: bytes) -> None:
         self.received += len(data)
         self.transport.write(data)
+        s = self.session
+        if s is not None and not s.final:
+            self.frontend.pacer.submit(s.side.note_activity, s)  # proxy_timeout starts again
 
     def eof_received(self):
         return False
@@ -1001,8 +1012,8 @@ class _StreamConnection(asyncio.Protocol):
         s = self.session
         node = self.frontend.node
         side = getattr(node, "stream", None)
-        if s is not None and not s.final and side is not None and hasattr(side, "close_session"):
-            self.frontend.pacer.submit(side.close_session, s, self.received)
+        if s is not None and not s.final and side is not None:
+            self.frontend.pacer.submit(s.side.close_session, s, self.received)
 
     def abort(self) -> None:
         if not self.closed:

@@ -23,12 +23,19 @@ least recently used state and tries once more; only then is the request rejected
 drained ``limit_req`` states (60 s) are dropped as new ones are created. ``limit_conn`` states
 exist only while their key has connections. A request whose key is empty is not accounted.
 Counters carry API v6 names.
+
+A ``limit_req_zone ... sync`` zone offers zone_sync the hooks a keyval zone does: every state a
+request changes queues its key (coalesced until the next poll); a record carries the bucket's
+``excess`` and the instant of its change on the origin node's clock; a received record replaces
+the local state when its ``(timestamp, origin)`` is greater (last write wins), its ``last``
+read back on the receiver's clock. docs/zone-sync.md ("limit_req zones") says why.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sim.config import LimitConnConf, LimitConnZoneConf, LimitReqConf, LimitReqZoneConf
 from sim.slabs import SlabPool
@@ -48,6 +55,8 @@ LIMIT_CONN_STATE_BYTES = 36
 LIMIT_REQ_IDLE_MS = 60_000
 MAX_LIMIT_REQ_KEY = 65535  # longer keys are logged and not accounted
 MAX_LIMIT_CONN_KEY = 255
+#: Fixed part of one limit_req record on the zone_sync wire: key length, excess, timestamp.
+LIMIT_REQ_WIRE_OVERHEAD = 16
 
 _NO_DELAY = float("inf")  # nodelay
 
@@ -60,7 +69,7 @@ def _key_bytes(variable: str, key: str) -> int:
 
 
 class _ReqState:
-    __slots__ = ("excess", "last", "handle")
+    __slots__ = ("excess", "last", "handle", "stamp", "origin")
 
     def __init__(self, handle: int, last: int | None):
         self.excess = 0
@@ -68,14 +77,39 @@ class _ReqState:
         # there, so the next look treats the bucket as long drained.
         self.last = last
         self.handle = handle
+        # zone_sync: when the bucket last changed, on the clock of the node that changed it
+        self.stamp = 0.0
+        self.origin = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReqRecord:
+    """One bucket on the zone_sync wire: ``value`` is its excess (thousandths of a request),
+    ``timestamp`` the origin node's clock (ms) when it changed. States never expire by time."""
+
+    key: str
+    value: int
+    timestamp: float
+    origin: str
+    wire_bytes: int
+    expire_at: None = None
 
 
 class LimitReqZone:
     """One ``limit_req_zone``: per-key leaky buckets, their memory, and the API v6 counters."""
 
-    def __init__(self, conf: LimitReqZoneConf, slab: SlabPool | None = None):
+    def __init__(
+        self, conf: LimitReqZoneConf, slab: SlabPool | None = None, *, clock=None, node_name: str = ""
+    ):
         self.conf = conf
         self.name = conf.name
+        #: the node's clock (:class:`sim.clock.NodeClock`) stamps synced changes; without one
+        #: the stamps are sim milliseconds
+        self.clock = clock
+        self.node_name = node_name
+        self._pending: dict[str, None] = {}  # zone_sync output queue, an insertion-ordered set
+        #: Records too large for a zone_sync buffer, skipped by :meth:`drain_pending`.
+        self.skipped_records = 0
         # nginx keeps the rate as an integer number of thousandths of a request per second,
         # so 1r/m becomes 16, not 16.67.
         self.rate = max(1, int(conf.rate_per_s * 1000 + 1e-9))
@@ -109,6 +143,100 @@ class LimitReqZone:
         s = self._states.get(key)
         return None if s is None else (s.excess, s.last)
 
+    # -- zone_sync hooks (zones with ``sync``) ---------------------------------------------------
+
+    @property
+    def records_total(self) -> int:
+        """States stored on this node (local and received): zone_sync's ``records_total``."""
+        return len(self._states)
+
+    @property
+    def records_pending(self) -> int:
+        """Keys waiting in the zone_sync output queue."""
+        return len(self._pending)
+
+    def _clock_ms(self, sim_ms: int) -> float:
+        c = self.clock
+        return float(sim_ms) if c is None else c.epoch_ms + sim_ms + c.offset_ms
+
+    def _changed(self, key: str, state: _ReqState, now: int) -> None:
+        """A request changed ``key``'s bucket here: stamp it and queue it (coalesced)."""
+        if not self.conf.sync:
+            return
+        state.stamp = self._clock_ms(now)
+        state.origin = self.node_name
+        self._pending[key] = None  # an already queued key keeps its place
+
+    def _record(self, key: str, state: _ReqState) -> LimitReqRecord:
+        wire = LIMIT_REQ_WIRE_OVERHEAD + len(key.encode())
+        return LimitReqRecord(key, state.excess, state.stamp, state.origin, wire)
+
+    def drain_pending(self, max_bytes: int, max_record_bytes: int | None = None) -> list[LimitReqRecord]:
+        """Pop queued records in order while they fit ``max_bytes`` (as the keyval zone does);
+        a record bigger than ``max_record_bytes`` is dropped and counted in ``skipped_records``."""
+        limit = max_bytes if max_record_bytes is None else max_record_bytes
+        out: list[LimitReqRecord] = []
+        left = max_bytes
+        for key in list(self._pending):
+            state = self._states.get(key)
+            if state is None:  # dropped for memory since it was queued
+                del self._pending[key]
+                continue
+            rec = self._record(key, state)
+            if rec.wire_bytes > limit:
+                del self._pending[key]
+                self.skipped_records += 1
+                continue
+            if rec.wire_bytes > left:
+                break
+            del self._pending[key]
+            out.append(rec)
+            left -= rec.wire_bytes
+        return out
+
+    def apply_remote(
+        self, key: str, value: int, timestamp: float, origin: str, expire_in_ms: float | None = None
+    ) -> str:
+        """Merge a bucket received from ``origin``; never queues it for sending.
+
+        Last write wins by ``(timestamp, origin)``, as for keyval pairs: the greater one replaces
+        the local excess, and ``last`` becomes the remote change's instant read on this node's
+        clock, so the bucket keeps leaking from when the origin changed it. Returns
+        ``"inserted"``, ``"updated"``, ``"ignored"`` or ``"no_memory"``.
+        """
+        if not key or len(key) > MAX_LIMIT_REQ_KEY:
+            return "ignored"
+        c = self.clock
+        last = int(timestamp if c is None else timestamp - c.epoch_ms - c.offset_ms)
+        state = self._states.get(key)
+        if state is not None:
+            if state.last is not None and (timestamp, origin) <= (state.stamp, state.origin):
+                return "ignored"
+            self._states.move_to_end(key)
+            result = "updated"
+        else:
+            now = int(c.env.now) if c is not None else last
+            size = LIMIT_REQ_STATE_BYTES + _key_bytes(self.conf.key, key)
+            self._expire(now, force=False)
+            handle = self.slab.alloc(size)
+            if handle is None:
+                self._expire(now, force=True)
+                handle = self.slab.alloc(size)
+                if handle is None:
+                    return "no_memory"
+            state = self._states[key] = _ReqState(handle, last)
+            result = "inserted"
+        state.excess = int(value)
+        state.last = last
+        state.stamp = timestamp
+        state.origin = origin
+        self._pending.pop(key, None)  # the bucket now holds another node's write
+        return result
+
+    def snapshot(self) -> list[LimitReqRecord]:
+        """Every bucket a request has touched, local and received, for a (re)connected node."""
+        return [self._record(k, s) for k, s in self._states.items() if s.last is not None]
+
     # -- nginx's lookup / account / expire ------------------------------------------------------
 
     def _leak(self, state: _ReqState, now: int) -> tuple[int, int]:
@@ -130,6 +258,7 @@ class LimitReqZone:
                 state.excess = excess
                 if ms:
                     state.last = now
+                self._changed(key, state, now)
                 return "ok", excess
             return "again", excess
         size = LIMIT_REQ_STATE_BYTES + _key_bytes(self.conf.key, key)
@@ -140,7 +269,9 @@ class LimitReqZone:
             handle = self.slab.alloc(size)
             if handle is None:
                 return "error", 0
-        self._states[key] = _ReqState(handle, now if account else None)
+        state = self._states[key] = _ReqState(handle, now if account else None)
+        if account:
+            self._changed(key, state, now)
         return ("ok" if account else "again"), 0
 
     def _commit(self, key: str, now: int) -> int:
@@ -150,6 +281,7 @@ class LimitReqZone:
         if ms:
             state.last = now
         state.excess = excess
+        self._changed(key, state, now)
         return excess
 
     def _expire(self, now: int, force: bool) -> None:
@@ -164,6 +296,7 @@ class LimitReqZone:
                 if ms < LIMIT_REQ_IDLE_MS or state.excess - self.rate * ms // 1000 > 0:
                     return
             del self._states[key]
+            self._pending.pop(key, None)
             self.slab.free(state.handle)
 
     def _count(self, outcome: str) -> None:

@@ -8,20 +8,22 @@ node<->node link of :mod:`sim.network`: the handshake takes a round trip, and fa
 once (refused) when the node there is down; a failed or closed connection is tried again
 ``zone_sync_connect_retry_interval`` later.
 
-Every ``zone_sync_interval`` the node polls its ``sync`` zones (keyval zones of http and stream;
-limit_req and sticky zones are not synced yet). Each zone's output queue (records created or
-updated locally; repeated updates of one key between polls coalesce in the queue) is drained
-into at most ``zone_sync_buffers`` *number* buffers of *size* bytes; each buffer becomes one
-message: a 12-byte header, the zone name, then records (:attr:`sim.keyval.Record.wire_bytes`).
-A record bigger than one buffer is skipped (the zone's ``skipped_records``). The messages go to
-every connected node, in order, and arrive after the link's transfer time. The queue is drained
+Every ``zone_sync_interval`` the node polls its ``sync`` zones (keyval zones of http and stream,
+and http ``limit_req`` zones; sticky zones are not synced yet). Each zone's output queue (records
+created or updated locally; repeated updates of one key between polls coalesce in the queue) is
+drained into at most ``zone_sync_buffers`` *number* buffers of *size* bytes; each buffer becomes
+one message: a 12-byte header, the zone name, then records (``wire_bytes`` of
+:class:`sim.keyval.Record` or :class:`sim.limits.LimitReqRecord`). A record bigger than one
+buffer is skipped (the zone's ``skipped_records``). The messages go to every connected node, in
+order, and arrive after the link's transfer time. The queue is drained
 only while at least one other node is connected; with none, records wait (``records_pending``
 grows), and nodes that were unreachable get everything from the snapshot sent when their
 connection is (re)established.
 
 The receiver merges records last-write-wins by the origin node's clock
-(:meth:`sim.keyval.KeyvalZone.apply_remote`); a record's remaining lifetime travels with it, so
-a pair expires everywhere at about the same time. Deletes never travel.
+(:meth:`sim.keyval.KeyvalZone.apply_remote`, :meth:`sim.limits.LimitReqZone.apply_remote`); a
+record's remaining lifetime travels with it, so a pair expires everywhere at about the same time.
+Deletes never travel.
 
 Liveness: each poll, an established connection over a working link counts as a successful
 exchange (data, or an uncounted keepalive); over a cut link nothing gets through, and once no
@@ -51,6 +53,7 @@ HEADER_BYTES = 12
 
 #: Module tags of the zones that can sync today.
 HTTP_KEYVAL, STREAM_KEYVAL = "http_keyval", "stream_keyval"
+HTTP_LIMIT_REQ = "http_limit_req"
 
 CONNECTING, ESTABLISHED, WAITING, CLOSED = "connecting", "established", "waiting", "closed"
 
@@ -155,7 +158,12 @@ class ZoneSync:
         """``{(module tag, zone name): zone}`` for the node's zones with ``sync``, looked up now
         (a reload or restart replaces the node's zone objects)."""
         out = {}
-        for tag, zones in ((HTTP_KEYVAL, self.node.keyvals), (STREAM_KEYVAL, self.node.stream_keyvals)):
+        node = self.node
+        for tag, zones in (
+            (HTTP_KEYVAL, node.keyvals),
+            (STREAM_KEYVAL, node.stream_keyvals),
+            (HTTP_LIMIT_REQ, getattr(node, "limit_reqs", {})),
+        ):
             for name, z in zones.items():
                 if z.conf.sync:
                     out[(tag, name)] = z
@@ -439,6 +447,7 @@ __all__ = [
     "ESTABLISHED",
     "HEADER_BYTES",
     "HTTP_KEYVAL",
+    "HTTP_LIMIT_REQ",
     "STREAM_KEYVAL",
     "WAITING",
     "Connection",

@@ -309,8 +309,11 @@ def test_a_tcp_connection_to_a_stream_server_is_a_session_through_the_model():
         echo = await reader.readexactly(4)
         writer.close()
         await writer.wait_closed()
-        await asyncio.sleep(0)
         side = live.cluster.nodes["node1"].stream
+        for _ in range(200):  # the pacer ends the session when it sees the close
+            if side.server_zones["tcp"].sessions["2xx"]:
+                break
+            await asyncio.sleep(0.005)
         return data, echo, side.server_zones["tcp"], side.upstreams["tcp"].peers[0]
 
     data, echo, zone, peer = serve(STREAM, t, extra="backend_defaults:\n  stream_response_bytes: 700\n")

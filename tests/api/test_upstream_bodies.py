@@ -80,6 +80,25 @@ nginx_conf_inline: |
   }
 """
 
+RESOLVED = """
+seed: 5
+nodes: 1
+hosts:
+  svc.example: ["10.0.5.1", "10.0.5.2"]
+nginx_conf_inline: |
+  http {
+    resolver 10.0.0.53 valid=1s status_zone=dns;
+    upstream backend {
+      zone backend 64k;
+      server svc.example resolve;
+      server 10.0.0.1:80;
+    }
+    server { listen 80; location / { proxy_pass http://backend; } location /api { api; } }
+  }
+workloads:
+  - rate: 50
+"""
+
 PATH = "/api/9/http/upstreams/backend"
 
 
@@ -210,6 +229,16 @@ def test_a_reload_shows_the_new_upstream():
     assert sum(p["requests"] for p in peers(client)) == 0
 
 
+def test_a_re_resolution_that_changes_the_peers_shows_in_the_next_get():
+    cl, node = build(RESOLVED, 100)
+    client = TestClient(create_app(node))
+    assert [p["server"] for p in peers(client)] == ["10.0.0.1:80", "10.0.5.1:80", "10.0.5.2:80"]
+    node.http_resolver.set_answer("svc.example", ["10.0.5.2", "10.0.5.3"])
+    _run_checking(node, render.UpstreamBodies(), 1500)  # the answer runs out at 1 s
+    assert [p["server"] for p in peers(client)] == ["10.0.0.1:80", "10.0.5.2:80", "10.0.5.3:80"]
+    assert client.get(PATH).content == fresh(node)
+
+
 # --------------------------------------------------------------------------------------------------
 # Time alone
 
@@ -303,16 +332,20 @@ def _apply(cl, node, bodies, step) -> None:
 
 def _check(bodies, node) -> None:
     now, clock = node.env.now, node.clock
-    db = node.stream.upstreams["db"]
+    stream_ups = render.stream_upstreams(node)
     for version, fields in VIEWS:
         for up in node.upstreams.values():
             reused = bodies.upstream(up, version, now, clock, fields)
             assert reused == orjson.dumps(render.filter_fields(render.upstream(up, version, now, clock), fields))
-        reused = bodies.stream_upstream(db, version, now, clock, fields)
-        expected = render.filter_fields(render.stream_upstream(db, version, now, clock), fields)
-        assert reused == orjson.dumps(expected)
-    collection = bodies.upstreams(node.upstreams, 9, now, clock)
-    assert collection == orjson.dumps(render.upstreams(node, 9))
+        for up in stream_ups.values():
+            reused = bodies.stream_upstream(up, version, now, clock, fields)
+            expected = render.filter_fields(render.stream_upstream(up, version, now, clock), fields)
+            assert reused == orjson.dumps(expected)
+    for fields in (None, "", "zone,peers"):
+        collection = bodies.upstreams(node.upstreams, 9, now, clock, fields)
+        assert collection == orjson.dumps(render.filter_members(render.upstreams(node, 9), fields))
+        collection = bodies.upstreams(stream_ups, 9, now, clock, fields, stream=True)
+        assert collection == orjson.dumps(render.filter_members(render.stream_upstreams_of(node, 9), fields))
 
 
 @settings(max_examples=30, deadline=None)
