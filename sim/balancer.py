@@ -451,32 +451,10 @@ class ConsistentHash:
         start = bisect.bisect_left(hashes, zlib.crc32(data))
         for step in range(MAX_TRIES + 1):
             server = self._servers[(start + step) % count]
-            best = _round_robin_within_server(peers, eligible, server)
+            best = smooth_weighted_round_robin(peers, lambda p, s=server: p.address == s and eligible(p))
             if best is not None:
                 return best
         return smooth_weighted_round_robin(peers, eligible)
-
-
-def _round_robin_within_server(peers, eligible, server: str):
-    """Smooth round robin over the eligible peers that a ring point's server name covers."""
-    best = None
-    best_current = 0
-    total = 0
-    for peer in peers:
-        if peer.address != server or not eligible(peer):
-            continue
-        effective = peer.effective_weight
-        current = peer.current_weight + effective
-        peer.current_weight = current
-        total += effective
-        if effective < peer.lb_weight:
-            peer.effective_weight = effective + 1
-        if best is None or current > best_current:
-            best = peer
-            best_current = current
-    if best is not None:
-        best.current_weight = best_current - total
-    return best
 
 
 @lru_cache(maxsize=4096)
