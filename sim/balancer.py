@@ -117,17 +117,19 @@ class Balancer(Protocol):
 # Smooth weighted round robin: the default, and every other method's tie-break and fallback
 
 
-def smooth_weighted_round_robin(peers: Sequence[PeerLike], eligible: Eligible) -> PeerLike | None:
-    """nginx's smooth weighted round robin step over the eligible peers.
+def smooth_weighted_round_robin(peers: Sequence[PeerLike], eligible: Eligible, start: int = 0) -> PeerLike | None:
+    """nginx's smooth weighted round robin step over the eligible peers (from index ``start``).
 
     Every eligible peer's ``current_weight`` grows by its ``effective_weight``, which itself
     creeps back towards ``lb_weight`` by one per selection after a failure lowered it; the peer
-    with the highest ``current_weight`` (the first on ties) wins and pays back the total.
+    with the highest ``current_weight`` (the first on ties) wins and pays back the total. The
+    other methods break ties with this same step, restricted to the tied peers.
     """
     best = None
     best_current = 0
     total = 0
-    for peer in peers:
+    for i in range(start, len(peers)):
+        peer = peers[i]
         if not eligible(peer):
             continue
         effective = peer.effective_weight
@@ -149,29 +151,17 @@ def _round_robin_among_ties(
 ) -> PeerLike:
     """The smooth round robin step restricted to the candidates whose weighted score equals
     the best one's (nginx walks from the first tied peer onwards)."""
-    lead = candidates[best]
     lead_score = scores[best]
-    lead_weight = lead.lb_weight
-    chosen = lead
-    chosen_current = 0
-    total = 0
-    first = True
-    for i in range(best, len(candidates)):
-        peer = candidates[i]
-        if scores[i] * lead_weight != lead_score * peer.lb_weight:
-            continue
-        effective = peer.effective_weight
-        current = peer.current_weight + effective
-        peer.current_weight = current
-        total += effective
-        if effective < peer.lb_weight:
-            peer.effective_weight = effective + 1
-        if first or current > chosen_current:
-            chosen = peer
-            chosen_current = current
-            first = False
-    chosen.current_weight = chosen_current - total
-    return chosen
+    lead_weight = candidates[best].lb_weight
+    tied = [
+        candidates[i] for i in range(best, len(candidates))
+        if scores[i] * lead_weight == lead_score * candidates[i].lb_weight
+    ]
+    return smooth_weighted_round_robin(tied, _always)
+
+
+def _always(_peer) -> bool:
+    return True
 
 
 class RoundRobin:
@@ -217,24 +207,9 @@ class LeastConn:
                 many = True
         if best is None or not many:
             return best
-        chosen = None
-        chosen_current = 0
-        total = 0
-        for i in range(best_index, len(peers)):
-            peer = peers[i]
-            if peer.active * best_weight != best_active * peer.lb_weight or not eligible(peer):
-                continue
-            effective = peer.effective_weight
-            current = peer.current_weight + effective
-            peer.current_weight = current
-            total += effective
-            if effective < peer.lb_weight:
-                peer.effective_weight = effective + 1
-            if chosen is None or current > chosen_current:
-                chosen = peer
-                chosen_current = current
-        chosen.current_weight = chosen_current - total
-        return chosen
+        return smooth_weighted_round_robin(
+            peers, lambda p: p.active * best_weight == best_active * p.lb_weight and eligible(p), best_index
+        )
 
     def rebuild(self, peers) -> None:
         pass
