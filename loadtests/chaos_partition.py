@@ -13,7 +13,6 @@ the full mesh online.
 from __future__ import annotations
 
 import itertools
-import random
 import time
 import uuid
 
@@ -21,10 +20,11 @@ import gevent
 from checks import (
     Cluster,
     KeyvalLedger,
-    keyval_contents,
+    converged_keyvals,
     records_pending,
     run_checker,
     wait_until,
+    write_random_key,
     zone_sync_status,
 )
 from locust import between, events, task
@@ -79,21 +79,8 @@ class KeyvalWriter(FastHttpUser):
 
     @task
     def write(self) -> None:
-        cluster: Cluster = state["cluster"]
-        node = random.choice(cluster.names)
-        key = random.choice(self.keys)
         self.seq += 1
-        ledger.write(self.client, cluster.api_base(node), key, f"{node}-{self.seq}-{random.randrange(10**6)}")
-
-
-def converged(cluster: Cluster, prefix: str):
-    statuses = {n: zone_sync_status(cluster, n) for n in cluster.names}
-    if any(records_pending(s) or s["status"]["nodes_online"] != len(cluster.names) for s in statuses.values()):
-        return None
-    contents = [keyval_contents(cluster, n, ledger.path(), prefix) for n in cluster.names]
-    if any(c != contents[0] for c in contents[1:]):
-        return None
-    return contents[0]
+        write_random_key(self.client, state["cluster"], ledger, self.keys, self.seq)
 
 
 def check(v) -> None:
@@ -111,10 +98,11 @@ def check(v) -> None:
             "the isolated node never showed records_pending > 0 while cut off")
     v.check(any(max(o["others_online"]) < n for o in obs), "the other nodes never showed the partition")
     t0 = time.monotonic()
-    got = wait_until(lambda: converged(cluster, state["run"] + "-"), timeout=CONVERGE_TIMEOUT_S, interval=0.05)
+    got = wait_until(lambda: converged_keyvals(cluster, ledger, state["run"] + "-", full_mesh=True),
+                     timeout=CONVERGE_TIMEOUT_S, interval=0.05)
     took = time.monotonic() - t0
     if v.check(got is not None, f"nodes did not converge within {CONVERGE_TIMEOUT_S:g} s of the stop"):
-        v.equal(got, ledger.last, "keyval content after the heal vs the last value written to each key")
+        v.equal(got[0], ledger.last, "keyval content after the heal vs the last value written to each key")
     v.facts = {"writes": ledger.writes, "observations": len(obs), "cut_off_observations": len(cut_off),
                "max_pending": max((o["records_pending"] for o in obs), default=0), "convergence_s": round(took, 3)}
     v.note(f"{ledger.writes} writes; partition seen in {len(cut_off)}/{len(obs)} samples "

@@ -9,6 +9,7 @@ would. Each load test's ``--host`` is the control endpoint of ``clustersim serve
 from __future__ import annotations
 
 import json
+import random
 import time
 import urllib.error
 import urllib.request
@@ -210,3 +211,24 @@ def records_pending(status: dict) -> int:
 
 def keyval_contents(cluster: Cluster, node: str, path: str, prefix: str) -> dict:
     return {k: v for k, v in cluster.api(node, path).items() if k.startswith(prefix)}
+
+
+def write_random_key(client, cluster: Cluster, ledger: KeyvalLedger, keys: list[str], seq: int) -> bool:
+    """One keyval write of a user: one of its keys, on a random node, with a unique value."""
+    node = random.choice(cluster.names)
+    key = random.choice(keys)
+    return ledger.write(client, cluster.api_base(node), key, f"{node}-{seq}-{random.randrange(10**6)}")
+
+
+def converged_keyvals(cluster: Cluster, ledger: KeyvalLedger, prefix: str, *, full_mesh: bool = False):
+    """``(contents, statuses)`` once every node has ``records_pending`` 0 (and, with ``full_mesh``,
+    sees every other node online) and all hold the same pairs under ``prefix``; else None."""
+    statuses = {n: zone_sync_status(cluster, n) for n in cluster.names}
+    n_nodes = len(cluster.names)
+    for s in statuses.values():
+        if records_pending(s) or (full_mesh and s["status"]["nodes_online"] != n_nodes):
+            return None
+    contents = [keyval_contents(cluster, n, ledger.path(), prefix) for n in cluster.names]
+    if any(c != contents[0] for c in contents[1:]):
+        return None
+    return contents[0], statuses

@@ -12,17 +12,18 @@ the cluster took to converge after the stop.
 from __future__ import annotations
 
 import itertools
-import random
 import time
 import uuid
 
 from checks import (
     Cluster,
     KeyvalLedger,
+    converged_keyvals,
     keyval_contents,
     records_pending,
     run_checker,
     wait_until,
+    write_random_key,
     zone_sync_status,
 )
 from locust import between, events, task
@@ -55,22 +56,8 @@ class KeyvalWriter(FastHttpUser):
 
     @task
     def write(self) -> None:
-        cluster: Cluster = state["cluster"]
-        node = random.choice(cluster.names)
-        key = random.choice(self.keys)
         self.seq += 1
-        ledger.write(self.client, cluster.api_base(node), key, f"{node}-{self.seq}-{random.randrange(10**6)}")
-
-
-def converge(cluster: Cluster, prefix: str):
-    """Every node's records_pending is 0 and all hold the same pairs: return them, else None."""
-    statuses = {n: zone_sync_status(cluster, n) for n in cluster.names}
-    if any(records_pending(s) for s in statuses.values()):
-        return None
-    contents = [keyval_contents(cluster, n, ledger.path(), prefix) for n in cluster.names]
-    if any(c != contents[0] for c in contents[1:]):
-        return None
-    return contents[0], statuses
+        write_random_key(self.client, state["cluster"], ledger, self.keys, self.seq)
 
 
 def check(v) -> None:
@@ -79,7 +66,7 @@ def check(v) -> None:
     v.equal(ledger.failures, [], "failed keyval writes")
     v.check(ledger.writes > 0, "no keyval write succeeded")
     t0 = time.monotonic()
-    got = wait_until(lambda: converge(cluster, prefix), timeout=CONVERGE_TIMEOUT_S, interval=0.05)
+    got = wait_until(lambda: converged_keyvals(cluster, ledger, prefix), timeout=CONVERGE_TIMEOUT_S, interval=0.05)
     took = time.monotonic() - t0
     if not v.check(got is not None, f"nodes did not converge within {CONVERGE_TIMEOUT_S:g} s"):
         for n in cluster.names:

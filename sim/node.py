@@ -321,8 +321,6 @@ class Node:
 
     def server_added(self, upstream: Upstream, peer) -> None:
         """A server was added at run time: health checks of its upstream take it on."""
-        if peer not in upstream.peers:
-            return  # a resolve entry takes no traffic; the peers it resolves to come one by one
         for hc in self.health_checkers:
             if hc.upstream is upstream:
                 hc.on_server_added(peer)

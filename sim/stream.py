@@ -214,8 +214,6 @@ class StreamSide:
 
     def server_added(self, upstream: Upstream, peer) -> None:
         """A server was added to a stream upstream at run time: its health checks take it on."""
-        if peer not in upstream.peers:
-            return  # a resolve entry takes no traffic; the peers it resolves to come one by one
         for hc in self.health_checkers:
             if hc.upstream is upstream:
                 hc.on_server_added(peer)

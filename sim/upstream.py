@@ -822,6 +822,8 @@ class Upstream:
             self._resolve_parent(peer, self.env.now)
             self._schedule()
         self._rebuild()
+        if peer not in self.parents and self.on_peer_added is not None:
+            self.on_peer_added(peer)  # health checks take the new server on
         return peer
 
     def patch_server(self, pid: int, body: dict) -> Peer:

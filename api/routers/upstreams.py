@@ -32,14 +32,6 @@ def _check_v1_body(api, body) -> None:
         raise ApiError("UpstreamConfFormatError", 'unknown parameter "drain"')
 
 
-def _added(api, up, peer) -> None:
-    """Tell the side owning the upstream, so that its health checks take the server on."""
-    side = api.node if up.kind == "http" else getattr(api.node, "stream", None)
-    hook = getattr(side, "server_added", None)
-    if hook is not None:
-        hook(up, peer)
-
-
 # --- http ------------------------------------------------------------------------------------------
 
 
@@ -69,8 +61,7 @@ async def get_http_upstream_servers(api: ApiDep, up: HttpUpstreamDep):
 @http_upstreams.post("/{upstream}/servers/")
 async def post_http_upstream_server(api: ApiDep, up: HttpUpstreamDep, body: JsonBody):
     _check_v1_body(api, body)
-    peer = up.add_server(body, has_resolver=getattr(api.node, "http_resolver", None) is not None)
-    _added(api, up, peer)
+    peer = up.add_server(body, has_resolver=api.node.http_resolver is not None)
     return json_response(render.conf_server(peer, up.kind, api.version), 201)
 
 
@@ -120,8 +111,7 @@ async def get_stream_upstream_servers(api: ApiDep, up: StreamUpstreamDep):
 
 @stream_upstreams.post("/{upstream}/servers/")
 async def post_stream_upstream_server(api: ApiDep, up: StreamUpstreamDep, body: JsonBody):
-    peer = up.add_server(body, has_resolver=getattr(api.node, "stream_resolver", None) is not None)
-    _added(api, up, peer)
+    peer = up.add_server(body, has_resolver=api.node.stream_resolver is not None)
     return json_response(render.conf_server(peer, up.kind, api.version), 201)
 
 

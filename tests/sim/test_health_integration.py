@@ -166,7 +166,6 @@ def test_mandatory_keeps_a_server_added_at_run_time_checking_until_its_first_che
     c = Client(cl)
     cl.run(5000)
     peer = c.upstream.add_server({"server": B}, has_resolver=False)
-    c.node.server_added(c.upstream, peer)
     assert peer.state == "checking"
     for i in range(6):
         c.send_at(5000 + 10 * i)  # all while B is checking
@@ -187,7 +186,6 @@ def test_server_added_to_a_mandatory_check_that_fails_its_first_check_is_unhealt
     c = Client(cl)
     cl.run(5000)
     peer = c.upstream.add_server({"server": B}, has_resolver=False)
-    c.node.server_added(c.upstream, peer)
     assert state_at(cl, peer, 5007.9) == "checking"
     assert state_at(cl, peer, 5008.1) == "unhealthy"
     assert (peer.hc_checks, peer.hc_fails, peer.hc_unhealthy) == (1, 1, 1)

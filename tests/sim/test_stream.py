@@ -265,6 +265,5 @@ def test_a_server_added_at_run_time_is_health_checked_too():
     up = node.stream.upstreams["tcp_checked"]
     peer = up.add_server({"server": "10.0.1.3:5432"}, has_resolver=False)
     cl.backend("10.0.1.3:5432").set_state("down")
-    node.stream.server_added(up, peer)
     cl.run(100)
     assert (peer.state, peer.hc_checks) == ("unhealthy", 1)
