@@ -186,7 +186,7 @@ class KeyvalWriters:
 def start_keyval_writers(cluster, specs=None) -> KeyvalWriters:
     """Create and start the scenario's keyval writers (``cluster.scenario.keyval_writers``)."""
     if specs is None:
-        specs = getattr(cluster.scenario, "keyval_writers", ())
+        specs = cluster.scenario.keyval_writers
     writers = KeyvalWriters(cluster, specs)
     writers.start()
     return writers

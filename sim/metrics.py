@@ -101,7 +101,7 @@ class Sampler:
                 hits += h - ph
                 lookups += lk - pl
                 size += c.size
-            zs = getattr(node, "zone_sync", None)
+            zs = node.zone_sync
             self.rows.append(
                 {
                     "time_s": round(now / 1000.0, 3),

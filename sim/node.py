@@ -418,7 +418,7 @@ class Node:
         when the peer is removed) and one node per key in the keys zone.
         """
         pools: dict[str, SlabPool] = {}
-        for up in list(self.upstreams.values()) + list(getattr(getattr(self, "stream", None), "upstreams", {}).values()):
+        for up in [*self.upstreams.values(), *(self.stream.upstreams.values() if self.stream else ())]:
             if up.zone is None:
                 continue
             pool = self._zone_pool(up.zone, up.conf.zone_size or 32 * 1024)
@@ -430,9 +430,7 @@ class Node:
             pools[name] = pool
         for zones in (self.keyvals, self.stream_keyvals, self.limit_reqs, self.limit_conns, self.stream_limit_conns):
             for name, z in zones.items():
-                slab = getattr(z, "slab", None)
-                if slab is not None:
-                    pools[name] = slab
+                pools[name] = z.slab
         return pools
 
     def _zone_pool(self, key: str, size: int) -> SlabPool:

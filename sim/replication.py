@@ -369,7 +369,7 @@ class ReplicationProbe:
 
 def reference_instant(cluster, history: WriteHistory | None, zone: str | None = None) -> float | None:
     """The later of the last write and the last heal/restore/restart in the fault log."""
-    times = [t for t, action, _note in getattr(cluster, "fault_log", ()) if action in HEAL_ACTIONS]
+    times = [t for t, action, _note in cluster.fault_log if action in HEAL_ACTIONS]
     if history is not None:
         ws = history.for_zone(zone)
         if ws:

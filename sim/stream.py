@@ -621,7 +621,7 @@ class _StreamDriver:
 def start_stream_workloads(cluster, specs=None) -> list[StreamWorkload]:
     """Create and start the scenario's stream workloads (``cluster.scenario.stream_workloads``)."""
     if specs is None:
-        specs = getattr(cluster.scenario, "stream_workloads", ())
+        specs = cluster.scenario.stream_workloads
     out = []
     for spec in specs:
         targets = [cluster.nodes[n] for n in spec.nodes] if spec.nodes else list(cluster.nodes.values())

@@ -162,7 +162,7 @@ class ZoneSync:
         for tag, zones in (
             (HTTP_KEYVAL, node.keyvals),
             (STREAM_KEYVAL, node.stream_keyvals),
-            (HTTP_LIMIT_REQ, getattr(node, "limit_reqs", {})),
+            (HTTP_LIMIT_REQ, node.limit_reqs),
         ):
             for name, z in zones.items():
                 if z.conf.sync:
