@@ -40,6 +40,7 @@ import math
 import re
 from collections import OrderedDict
 from functools import lru_cache
+from typing import Any, Final
 
 from .config import CachePathConf, ProxyConf
 
@@ -58,14 +59,14 @@ DEFAULT_BLOCK_SIZE = 4096
 class CacheStatus:
     """The values of ``$upstream_cache_status``."""
 
-    MISS = "MISS"
-    BYPASS = "BYPASS"
-    EXPIRED = "EXPIRED"
-    STALE = "STALE"
-    UPDATING = "UPDATING"
-    REVALIDATED = "REVALIDATED"
-    HIT = "HIT"
-    ALL = (MISS, BYPASS, EXPIRED, STALE, UPDATING, REVALIDATED, HIT)
+    MISS: Final = "MISS"
+    BYPASS: Final = "BYPASS"
+    EXPIRED: Final = "EXPIRED"
+    STALE: Final = "STALE"
+    UPDATING: Final = "UPDATING"
+    REVALIDATED: Final = "REVALIDATED"
+    HIT: Final = "HIT"
+    ALL: Final = (MISS, BYPASS, EXPIRED, STALE, UPDATING, REVALIDATED, HIT)
 
 
 #: The API's counter blocks, in the order the API writes them.
@@ -199,7 +200,8 @@ class CacheEntry:
 
     __slots__ = ("status_code", "nbytes", "size", "valid_until", "date", "version")
 
-    def __init__(self, status_code, nbytes, size, valid_until, date, version=None):
+    def __init__(self, status_code: int, nbytes: int, size: int, valid_until: float, date: float,
+                 version: Any = None) -> None:
         self.status_code = status_code
         self.nbytes = nbytes
         self.size = size
@@ -264,7 +266,7 @@ class Lookup:
         self.entry: CacheEntry | None = None
         self.updater = False
         self.cacheable = True
-        self.wait = None
+        self.wait: Any = None  # a simpy event while the request waits for the lock
         self.node: CacheNode | None = None
         self.lock_time = -math.inf
         self.wait_deadline: float | None = None
@@ -395,7 +397,7 @@ class CacheZone:
             self._delete(node)  # inactive: at the same instant, removal comes first
             node = None
         created = node is None
-        if created:
+        if node is None:
             node = self._create_node(key, now)
             if node is None:
                 # nginx answers 500 ("could not allocate node"); the request goes uncached instead
@@ -497,8 +499,8 @@ class CacheZone:
                 lk.wait.succeed("timeout")
                 return
             node = lk.node
-            left = node.lock_time - now
-            if node.updating and left > 0:
+            left = node.lock_time - now if node is not None else 0.0
+            if node is not None and node.updating and left > 0:
                 env.timeout(min(LOCK_POLL_MS, left)).callbacks.append(tick)
                 return
             lk.wait.succeed("retry")
@@ -581,7 +583,7 @@ class CacheZone:
         if len(nodes) >= self.keys_capacity:
             # out of keys-zone memory: remember how many fitted, drop one old node, try again
             count = len(nodes)
-            self._watermark = count - count // 8
+            self._watermark = float(count - count // 8)
             self._evict(now, lambda: len(nodes) >= count)
             if len(nodes) >= self.keys_capacity:
                 return None
@@ -688,7 +690,7 @@ class CacheZone:
             if len(self._nodes) >= self.keys_capacity:
                 # the loader does not force room: the file is deleted and the watermark noted
                 count = len(self._nodes)
-                self._watermark = count - count // 8
+                self._watermark = float(count - count // 8)
             else:
                 node = CacheNode(key, now + self.conf.inactive_ms)
                 node.entry = entry

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from simpy.events import Timeout
 
-from .node import LAT_BOUNDS
+from .traffic import LAT_BOUNDS
 
 COLUMNS = (
     "time_s",

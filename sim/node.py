@@ -16,7 +16,10 @@ process up (statistics from zero, keyval ``state`` files and on-disk caches relo
 
 from __future__ import annotations
 
-from simpy.events import NORMAL, Timeout
+from collections.abc import Callable
+from typing import Any
+
+from simpy.events import Timeout
 
 from . import cache as cache_mod
 from .cache import CacheZone
@@ -25,11 +28,12 @@ from .config import NginxConf
 from .health import HealthChecker, HealthRegistry
 from .keyval import KeyvalZone
 from .limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
-from .proxy import Proxy, Request
+from .proxy import Proxy
 from .resolver import Resolver, ResolverZone
 from .routing import Router
 from .slabs import SlabPool
 from .stream import StreamSide
+from .traffic import LAT_BOUNDS, ClientConn, Delivery, LatencyHistogram, Request, Worker, schedule, sim_now
 from .upstream import Upstream
 from .zone_sync import ZoneSync
 from .zones import LocationZone, ServerZone, SslCounters
@@ -38,114 +42,35 @@ DEFAULT_CACHE_KEY = "$scheme$proxy_host$request_uri"
 NGINX_VERSION = "1.25.1"
 NGINX_BUILD = "nginx-plus-r30"
 
-#: Latency histogram buckets (ms, upper bounds) for client response times; log-spaced.
-import math  # noqa: E402
-
-LAT_BOUNDS = tuple(round(0.05 * 1.08**i, 6) for i in range(240))  # 0.05 ms .. ~5e6 ms
-#: bucket index of a response time (ms) seen lately, shared by every node's histogram
-_BUCKET_OF: dict[float, int] = {}
+__all__ = ["LAT_BOUNDS", "ClientConn", "LatencyHistogram", "Node", "Request", "Worker"]
 
 
-class _Delivery:
-    """A response on its way to the client, and the timer event when it is sent after a delay
-    (a cache hit's ``cache_hit_ms``): :meth:`Node._complete` takes one either way.
-
-    As an event it carries only what simpy's ``Environment.step`` reads (``callbacks`` and
-    ``_ok``), and is queued with the public ``env.schedule``: the same place in the event
-    queue as a :class:`simpy.events.Timeout`, for much less than building one (this runs once
-    per cache hit). ``callbacks`` is the node's one list holding its ``_complete``, shared by
-    all its deliveries: simpy only iterates a processed event's list (and drops it from the
-    event), and nothing else sees these events to append to it.
-    """
-
-    __slots__ = ("callbacks", "req", "status", "nbytes")
-    _ok = True
-
-    def __init__(self, callbacks: list, req, status: int, nbytes: int):
-        self.callbacks = callbacks
-        self.req = req
-        self.status = status
-        self.nbytes = nbytes
+HIT = cache_mod.CacheStatus.HIT
 
 
-class Worker:
-    """A worker process: the connections and requests it handles (``/workers/``, API 9)."""
+class Route:
+    """What the node decided for requests to one (host, port, listen address, URI), for the
+    life of one configuration: the server block (``server``, an index, None when no server
+    listens there) and its zone, the location (``loc``, None: 404) and its zone, whether
+    limit_conn or limit_req apply (``limited``), and for a location that only proxies through
+    a cache (:meth:`Node._hit_plan`), the cache ``zone``, the ``upstream`` and the cache ``key``
+    (``$scheme$proxy_host$request_uri``)."""
 
-    __slots__ = ("id", "pid", "accepted", "dropped", "active", "idle", "requests_total", "requests_current")
+    __slots__ = ("server", "sz", "loc", "lz", "limited", "zone", "upstream", "key")
 
-    def __init__(self, wid: int, pid: int):
-        self.id = wid
-        self.pid = pid
-        self.accepted = self.dropped = self.active = self.idle = 0
-        self.requests_total = self.requests_current = 0
-
-    def reset_statistics(self) -> None:
-        self.accepted = self.dropped = 0
-        self.requests_total = 0
-
-
-class ClientConn:
-    """A client connection; with keepalive it carries several requests."""
-
-    __slots__ = ("worker", "requests", "idle_since", "open", "ssl")
-
-    def __init__(self, worker: Worker, ssl: bool):
-        self.worker = worker
-        self.requests = 0
-        self.idle_since = None
-        self.open = True
-        self.ssl = ssl
-
-
-class LatencyHistogram:
-    """Client response times in log-spaced buckets; percentiles without per-request lists."""
-
-    def __init__(self):
-        self.counts = [0] * (len(LAT_BOUNDS) + 1)
-        self.n = 0
-        self.total = 0.0
-        self._log_base = math.log(1.08)
-
-    def add(self, ms: float) -> None:
-        # most response times repeat exactly (a cache hit takes cache_hit_ms, give or take a
-        # rounding of the float clock), so their bucket is remembered rather than computed
-        memo = _BUCKET_OF
-        i = memo.get(ms)
-        if i is None:
-            if ms <= 0.05:
-                i = 0
-            else:
-                i = int(math.log(ms / 0.05) / self._log_base) + 1
-                if i > len(LAT_BOUNDS):
-                    i = len(LAT_BOUNDS)
-            if len(memo) >= 4096:
-                memo.clear()  # the repeating times come back at once; the one-offs leave
-            memo[ms] = i
-        self.counts[i] += 1
-        self.n += 1
-        self.total += ms
-
-    def merge(self, other: LatencyHistogram) -> None:
-        for i, c in enumerate(other.counts):
-            self.counts[i] += c
-        self.n += other.n
-        self.total += other.total
-
-    def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding the q-quantile (bucket error <= 8%)."""
-        if self.n == 0:
-            return None
-        target = q * self.n
-        acc = 0
-        for i, c in enumerate(self.counts):
-            acc += c
-            if acc >= target and c:
-                return LAT_BOUNDS[min(i, len(LAT_BOUNDS) - 1)]
-        return LAT_BOUNDS[-1]
-
-    @property
-    def mean(self) -> float | None:
-        return self.total / self.n if self.n else None
+    def __init__(self, server: int | None, loc: Any, sz: ServerZone | None, lz: LocationZone | None,
+                 plan: tuple[CacheZone, Upstream] | None, uri: str) -> None:
+        self.server = server
+        self.loc = loc
+        self.sz = sz
+        self.lz = lz
+        self.limited = loc is not None and bool(loc.limit_conn or loc.limit_req)
+        self.zone: CacheZone | None = None
+        self.upstream: Any = None
+        self.key = ""
+        if plan is not None:
+            self.zone, self.upstream = plan
+            self.key = "http" + plan[1].name + uri
 
 
 class Node:
@@ -175,8 +100,10 @@ class Node:
         self.requests_discarded = 0
         self.worker_connections = int(self.params.get("worker_connections", 512))
         self.cache_hit_ms = float(self.params.get("cache_hit_ms", 0.2))
-        self.api_hook = None  # live mode: callable(req) answering API requests
-        self._delivery_callbacks = [self._complete]  # see _Delivery
+        self.api_hook: Any = None  # live mode: callable(req) answering API requests
+        #: an observer called with every request the node accepts, as it arrives (traces, tests)
+        self.on_request: Callable[[Request], Any] | None = None
+        self._delivery_callbacks = [self._complete]  # see Delivery
         self.events: list[tuple[float, str, str]] = []
         self._rr_worker = 0
         self._next_pid = self.pid_base + 1
@@ -236,7 +163,7 @@ class Node:
         # what _route found for (host, port, listen address, uri), and what _hit_plan said for
         # id(location): for this configuration (whose locations live as long as it does, so
         # their ids are not reused), its router, and the caches and upstreams built here
-        self._routes: dict[tuple[str, int, str | None, str], tuple] = {}
+        self._routes: dict[tuple[str, int, str | None, str], Route] = {}
         self._hit_plans: dict[int, tuple[CacheZone, Upstream] | None] = {}
         self._build_keyvals(conf, keep=not first)
         self._build_limits_and_resolvers(conf, keep=not first)
@@ -345,13 +272,13 @@ class Node:
                     # the node's clock stamps the changes zone_sync sends (`sync`)
                     z = LimitReqZone(zc, clock=self.clock, node_name=self.name)
                 self.limit_reqs[name] = z
-            for name, zc in http.limit_conn_zones.items():
-                z = old_conn.get(name)
-                self.limit_conns[name] = z if z is not None and z.conf == zc else LimitConnZone(zc)
+            for name, czc in http.limit_conn_zones.items():
+                cz = old_conn.get(name)
+                self.limit_conns[name] = cz if cz is not None and cz.conf == czc else LimitConnZone(czc)
         if stream:
-            for name, zc in stream.limit_conn_zones.items():
-                z = old_sconn.get(name)
-                self.stream_limit_conns[name] = z if z is not None and z.conf == zc else LimitConnZone(zc)
+            for name, czc in stream.limit_conn_zones.items():
+                cz = old_sconn.get(name)
+                self.stream_limit_conns[name] = cz if cz is not None and cz.conf == czc else LimitConnZone(czc)
         for side, attr in ((http, "http_resolver"), (stream, "stream_resolver")):
             if side is None or not side.resolvers:
                 continue
@@ -466,7 +393,7 @@ class Node:
         """Allocate a server's memory in its upstream zone before it is added (False: zone full)."""
         pool = self._zone_pool(up.zone, up.conf.zone_size or 32 * 1024)
         self._sync_peer_allocations(up.zone, pool, up)
-        handles = []
+        handles: list = []
         for nbytes in self._peer_allocation_sizes(name, server):
             h = pool.alloc(nbytes)
             if h is None:
@@ -570,7 +497,7 @@ class Node:
 
     def idle_conn(self, conn: ClientConn) -> None:
         if conn.open and conn.idle_since is None:
-            conn.idle_since = self.env.now
+            conn.idle_since = sim_now(self.env)
             conn.worker.active -= 1
             conn.worker.idle += 1
 
@@ -598,89 +525,93 @@ class Node:
             w.active += 1
         conn.requests += 1
         req = Request(self, uri, host, client_ip, req_bytes, done, method,
-                      conn, w, self.incarnation, self.env.now)
+                      conn, w, self.incarnation, sim_now(self.env))
         if vars is not None:  # otherwise the class default (None) stands
             req.vars = vars
         if api_handler is not None:
             req.api_handler = api_handler
+        if self.on_request is not None:
+            self.on_request(req)
         w.requests_total += 1
         w.requests_current += 1
         route = self._routes.get((host, port, listen_address, uri))
         if route is None:
             route = self._route(host, port, listen_address, uri)
-        si, loc, plan, key = route
+        si = route.server
         if si is None:
             # no server listens there: nginx would not have accepted the connection
             w.requests_current -= 1
             self.requests_discarded += 1
             return None
         req.server = si
-        sz = self._server_zone_of[si]
+        sz = route.sz
         req.sz = sz
         if sz is not None:
             sz.processing += 1
             sz.requests += 1
             sz.received += req_bytes
+        loc = route.loc
         req.loc = loc
         if loc is None:
             self.respond(req, 404, 0)
             return req
-        lzname = loc.status_zone
-        if lzname:
-            lz = self.location_zones[lzname]
+        lz = route.lz
+        if lz is not None:
             req.lz = lz
             lz.requests += 1
             lz.received += req_bytes
-        if loc.limit_conn:
-            outcome, held = limit_conn([(self.limit_conns[c.zone], self.expand(self.limit_conns[c.zone].conf.key, req), c) for c in loc.limit_conn])
-            if outcome == "rejected":
-                self.respond(req, loc.limit_conn[0].status, 0)
-                return req
-            req.limit_conns = held or None
-        if loc.limit_req:
-            outcome, delay = limit_req(
-                [(self.limit_reqs[c.zone], self.expand(self.limit_reqs[c.zone].conf.key, req), c) for c in loc.limit_req],
-                self.env.now,
-            )
-            if outcome == "rejected":
-                self.respond(req, loc.limit_req[0].status, 0)
-                return req
-            if delay > 0:
-                ev = Timeout(self.env, delay, req)
-                ev.callbacks.append(self._after_delay)
-                return req
-        if plan is None:
+        if route.limited:
+            if loc.limit_conn:
+                outcome, held = limit_conn([(self.limit_conns[c.zone], self.expand(self.limit_conns[c.zone].conf.key, req), c) for c in loc.limit_conn])
+                if outcome == "rejected":
+                    self.respond(req, loc.limit_conn[0].status, 0)
+                    return req
+                req.limit_conns = held or None
+            if loc.limit_req:
+                outcome, delay = limit_req(
+                    [(self.limit_reqs[c.zone], self.expand(self.limit_reqs[c.zone].conf.key, req), c) for c in loc.limit_req],
+                    self.env.now,
+                )
+                if outcome == "rejected":
+                    self.respond(req, loc.limit_req[0].status, 0)
+                    return req
+                if delay > 0:
+                    ev = Timeout(self.env, delay, req)
+                    ev.callbacks.append(self._after_delay)
+                    return req
+        zone = route.zone
+        if zone is None:
             self._dispatch(req, loc)
             return req
         # a location that only proxies through a cache (_hit_plan): what _dispatch and
         # _cache_start would do, without deciding it again, and a fresh hit served at once
-        zone, up = plan
-        req.upstream = up
+        req.upstream = route.upstream
         now = req.t0  # still the arrival's instant
-        entry = zone.hit(key, now)
+        entry = zone.hit(route.key, now)
         if entry is not None:
-            req.cache_status = cache_mod.CacheStatus.HIT
+            req.cache_status = HIT
             self.respond(req, entry.status_code, entry.nbytes, self.cache_hit_ms)
         else:
-            self._cache_continue(req, zone, zone.lookup(key, now, loc.proxy))
+            self._cache_continue(req, zone, zone.lookup(route.key, now, loc.proxy))
         return req
 
-    def _route(self, host: str, port: int, listen_address: str | None, uri: str) -> tuple:
-        """``(server index, location, hit plan, cache key)`` of a request (the last two None
-        unless the location has a plan), remembered for the next one with the same host,
-        port, listen address and URI: one lookup per request instead of the router's two
-        memos and the plan's, and the same key string each time, whose hash is kept."""
+    def _route(self, host: str, port: int, listen_address: str | None, uri: str) -> Route:
+        """The :class:`Route` of a request, remembered for the next one with the same host, port,
+        listen address and URI: one lookup per request instead of the router's two memos, the
+        zones' and the plan's, and the same key string each time, whose hash is kept."""
         router = self.router
         si = router.server_for(host, port, listen_address)
         loc = None if si is None else router.location_for(si, uri)
-        plan = key = None
+        plan: tuple[CacheZone, Upstream] | None = None
+        lz: LocationZone | None = None
         if loc is not None:
-            plan = self._hit_plans.get(id(loc), False)
-            if plan is False:
+            if id(loc) in self._hit_plans:
+                plan = self._hit_plans[id(loc)]
+            else:
                 plan = self._hit_plans[id(loc)] = self._hit_plan(loc)
-            if plan is not None:
-                key = "http" + plan[1].name + uri  # $scheme$proxy_host$request_uri
-        route = (si, loc, plan, key)
+            if loc.status_zone:
+                lz = self.location_zones[loc.status_zone]
+        route = Route(si, loc, None if si is None else self._server_zone_of[si], lz, plan, uri)
         if len(self._routes) < 50_000:
             self._routes[(host, port, listen_address, uri)] = route
         return route
@@ -844,6 +775,7 @@ class Node:
                     key = lk.key if lk is not None else cache_mod.cache_key(proxy.cache_key, req.vars or self._cache_vars(req))
                     version = backend.content_version(req.uri, now) if backend is not None else None
                     written = zone.store(key, status, nbytes, now, valid, version)
+            assert req.cache_status is not None  # the callers check it
             zone.count(req.cache_status, nbytes, written)
             return status, nbytes
         finally:
@@ -893,13 +825,13 @@ class Node:
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
         """Send the response (after ``delay`` ms) and update every counter on the way out."""
-        delivery = _Delivery(self._delivery_callbacks, req, status, nbytes)
+        delivery = Delivery(self._delivery_callbacks, req, status, nbytes)
         if delay > 0:
-            self.env.schedule(delivery, NORMAL, delay)
+            schedule(self.env, delivery, delay)
         else:
             self._complete(delivery)
 
-    def _complete(self, delivery: _Delivery) -> None:
+    def _complete(self, delivery: Delivery) -> None:
         req = delivery.req
         if req.final:
             return
@@ -925,8 +857,10 @@ class Node:
         lz = req.lz
         if lz is not None:
             lz.respond(status, nbytes)
-        req.worker.requests_current -= 1
-        self.latency.add(self.env.now - req.t0)
+        w = req.worker
+        if w is not None:
+            w.requests_current -= 1
+        self.latency.add(sim_now(self.env) - req.t0)
         done = req.done
         if done is not None:
             done(req)
@@ -944,7 +878,9 @@ class Node:
             req.sz.discarded += 1
         if req.lz is not None:
             req.lz.discarded += 1
-        req.worker.requests_current -= 1
+        w = req.worker
+        if w is not None:
+            w.requests_current -= 1
         if req.done is not None:
             req.done(req)
 

@@ -18,58 +18,15 @@ from __future__ import annotations
 
 from simpy.events import Timeout
 
+from .traffic import Request
+
+__all__ = ["Attempt", "Proxy", "Request"]
+
 #: proxy_next_upstream keywords that name statuses
 #: What ``tried`` holds until a request's first retry: most never retry, and need no set.
 _NONE_TRIED: frozenset = frozenset()
 
 _STATUS_KEYS = {500: "http_500", 502: "http_502", 503: "http_503", 504: "http_504", 403: "http_403", 404: "http_404", 429: "http_429"}
-
-
-class Request:
-    """One client request inside a node.
-
-    Without ``__slots__``: the fields that every request sets or reads are set in ``__init__``,
-    always in the same order, while the retry, revalidation and queue fields keep class-level
-    defaults until a request needs them (a cache hit never does), so a request pays for
-    about twenty fields rather than thirty. Setting the common ones first thing also keeps
-    them in the key table that CPython shares among instances: a name set only later, once
-    many instances exist, can make every request build a dict of its own.
-    """
-
-    tried = None
-    tries_left = 0
-    first_try_at = 0.0
-    cache_key = None
-    cache_entry = None
-    bypass = False
-    waiting = False
-    attempt = None
-    vars = None
-    api_handler = None  # who answers this request if it reaches an api location
-
-    def __init__(self, node, uri, host, client_ip, req_bytes, done=None, method="GET",
-                 conn=None, worker=None, incarnation=0, t0=0.0):
-        self.node = node
-        self.uri = uri
-        self.host = host
-        self.client_ip = client_ip
-        self.req_bytes = req_bytes
-        self.done = done  # callable(request) when the response has been delivered
-        self.method = method
-        self.conn = conn
-        self.worker = worker
-        self.incarnation = incarnation
-        self.t0 = t0
-        self.server = None
-        self.sz = None
-        self.lz = None
-        self.loc = None
-        self.upstream = None
-        self.limit_conns = None
-        self.cache_status = None
-        self.final = False
-        self.status = 0
-        self.resp_bytes = 0
 
 
 class Attempt:

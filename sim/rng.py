@@ -9,8 +9,10 @@ change what an unrelated backend draws. There is no global RNG anywhere in the m
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from itertools import chain, repeat
 from operator import methodcaller
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,7 @@ class Streams:
         return sorted(self._streams)
 
 
-def Batched(draw, size: int = 4096):  # named like a class: one is built per use, then called
+def Batched(draw: Callable[[int], Any], size: int = 4096) -> Callable[[], Any]:  # named like a class: one is built per use, then called
     """Draws from a distribution in numpy batches and hands them out one at a time.
 
     The hot path needs one number per request; asking numpy for one scalar at a time costs

@@ -16,12 +16,15 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from simpy.events import NORMAL, Timeout
+from simpy.events import Timeout
 
 from . import dists
+from .node import Node
 from .rng import Batched
+from .traffic import ClientConn, Request, schedule, sim_now
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class WorkloadStats:
 
     __slots__ = ("sent", "completed", "refused", "discarded", "statuses")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.sent = 0
         self.completed = 0
         self.refused = 0
@@ -92,18 +95,19 @@ def _rate_at(curve: tuple[tuple[float, float], ...], t: float) -> float:
 
 
 class _NodeDriver:
-    def __init__(self, workload: Workload, node, rng: np.random.Generator):
+    def __init__(self, workload: Workload, node: Node, rng: np.random.Generator) -> None:
         self.w = workload
-        self.spec = spec = workload.spec
+        self.spec: WorkloadSpec = workload.spec
+        spec = self.spec
         self.node = node
-        self.env = workload.env
-        self.stats = workload.stats[node.name]
-        self.pool: deque = deque()
+        self.env: Any = workload.env
+        self.stats: WorkloadStats = workload.stats[node.name]
+        self.pool: deque[ClientConn] = deque()
         self._u = Batched(rng.random)
         self._exp = Batched(rng.standard_exponential)
         n = spec.paths.count if not spec.paths.explicit else len(spec.paths.explicit)
         if spec.paths.explicit:
-            self.paths = list(spec.paths.explicit)
+            self.paths: list[str] = list(spec.paths.explicit)
         else:
             self.paths = [f"{spec.paths.prefix}{i}" for i in range(n)]
         ranks = np.arange(1, n + 1, dtype=float)
@@ -113,9 +117,9 @@ class _NodeDriver:
         self._client = Batched(lambda k: rng.integers(0, max(1, spec.clients), k))
         self._size = spec.request_size.sampler(rng)
         self._ips: list[str | None] = [None] * max(1, spec.clients)
-        self.max_rate = max([spec.rate] if not spec.rate_curve else [r for _, r in spec.rate_curve])
+        self.max_rate: float = max([spec.rate] if not spec.rate_curve else [r for _, r in spec.rate_curve])
         http = node.conf.http
-        self.keepalive_timeout = http.keepalive_timeout_ms if http else 75_000
+        self.keepalive_timeout = float(http.keepalive_timeout_ms if http else 75_000)
         self.ssl = self._listens_ssl()
         self._constant = spec.arrivals == "constant"
         # built once: the per-request path would otherwise build a bound method (and a list)
@@ -153,26 +157,29 @@ class _NodeDriver:
         ev = Timeout(self.env, delay)
         ev.callbacks.append(self._arrive)
 
-    def _arrive(self, ev) -> None:
+    def _arrive(self, ev: Any) -> None:
         spec = self.spec
         # the next arrival first, as _schedule(_gap()) does it (inlined: this runs per request)
         if self._constant:
             gap = 1000.0 / self.max_rate
         else:
-            gap = self._exp() * 1000.0 / self.max_rate
+            e: float = self._exp()
+            gap = e * 1000.0 / self.max_rate
         stop = spec.stop_ms
-        if stop is None or self.env.now + gap < stop:
+        env = self.env
+        if stop is None or sim_now(env) + gap < stop:
             # the timeout that just fired is spent (simpy has taken its callbacks): it serves
             # again for the next arrival, which saves building a Timeout per request
             ev.callbacks = self._arrive_callbacks
-            self.env.schedule(ev, NORMAL, gap)
+            schedule(env, ev, gap)
         if spec.rate_curve:
-            r = _rate_at(spec.rate_curve, self.env.now)
-            if self._u() * self.max_rate >= r:
+            r = _rate_at(spec.rate_curve, sim_now(env))
+            u: float = self._u()
+            if u * self.max_rate >= r:
                 return
         self.send()
 
-    def _sweep(self, _ev) -> None:
+    def _sweep(self, _ev: Any) -> None:
         """Close idle connections past keepalive_timeout (a cheap once-a-second pass)."""
         now = self.env.now
         pool = self.pool
@@ -183,7 +190,7 @@ class _NodeDriver:
         ev = Timeout(self.env, 1000.0)
         ev.callbacks.append(self._sweep)
 
-    def _connection(self):
+    def _connection(self) -> ClientConn | None:
         pool = self.pool
         node = self.node
         while pool:
@@ -211,11 +218,12 @@ class _NodeDriver:
             if conn is None:
                 stats.refused += 1
                 return
-        c = self._client()
+        c: int = self._client()
         ip = self._ips[c]
         if ip is None:
             ip = self._ips[c] = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
-        path = self.paths[self._path()]
+        p: int = self._path()
+        path = self.paths[p]
         node = self.node
         if spec.bypass_share and self._u() < spec.bypass_share:
             vars = {"$cookie_nocache": "1", "$arg_nocache": "1"}
@@ -227,7 +235,7 @@ class _NodeDriver:
             stats.refused += 1
             self.node.close_conn(conn)
 
-    def _done(self, req) -> None:
+    def _done(self, req: Request) -> None:
         stats = self.stats
         conn = req.conn
         status = req.status
@@ -237,7 +245,7 @@ class _NodeDriver:
             statuses[status] = statuses.get(status, 0) + 1
         else:
             stats.discarded += 1
-        if not conn.open:
+        if conn is None or not conn.open:
             return
         if conn.requests >= self.spec.keepalive_requests or not status:
             self.node.close_conn(conn)

@@ -7,30 +7,44 @@ zone, as in nginx. Field names are the API's.
 
 from __future__ import annotations
 
+#: The counters of an ``ssl`` object, in the API's order.
+SSL_FIELDS = (
+    "handshakes",
+    "handshakes_failed",
+    "session_reuses",
+    "no_common_protocol",
+    "no_common_cipher",
+    "handshake_timeout",
+    "peer_rejected_cert",
+    "verify_no_cert",
+    "verify_expired_cert",
+    "verify_revoked_cert",
+    "verify_hostname_mismatch",
+    "verify_other",
+)
+
 
 class SslCounters:
     """``/ssl`` and the per-zone ``ssl`` object (API 8 adds the detailed failure counters)."""
 
-    __slots__ = (
-        "handshakes",
-        "handshakes_failed",
-        "session_reuses",
-        "no_common_protocol",
-        "no_common_cipher",
-        "handshake_timeout",
-        "peer_rejected_cert",
-        "verify_no_cert",
-        "verify_expired_cert",
-        "verify_revoked_cert",
-        "verify_hostname_mismatch",
-        "verify_other",
-    )
+    __slots__ = SSL_FIELDS
 
-    def __init__(self):
-        self.reset_statistics()
+    def __init__(self) -> None:
+        self.handshakes = 0
+        self.handshakes_failed = 0
+        self.session_reuses = 0
+        self.no_common_protocol = 0
+        self.no_common_cipher = 0
+        self.handshake_timeout = 0
+        self.peer_rejected_cert = 0
+        self.verify_no_cert = 0
+        self.verify_expired_cert = 0
+        self.verify_revoked_cert = 0
+        self.verify_hostname_mismatch = 0
+        self.verify_other = 0
 
     def reset_statistics(self) -> None:
-        for name in self.__slots__:
+        for name in SSL_FIELDS:
             setattr(self, name, 0)
 
     def count_failure(self, reason: str) -> None:

@@ -1,8 +1,8 @@
 """Simulated clients (sim.workload): arrival processes, rate curves, Zipf paths, request sizes,
 client keepalive, start/stop and node targeting.
 
-Each test runs one small seeded scenario and reads what reached the node: every call of
-``Node.handle`` is recorded with its sim time and URI.
+Each test runs one small seeded scenario and reads what reached the node: every request a node
+accepts is recorded (through ``Node.on_request``) with its arrival time and URI.
 """
 
 from __future__ import annotations
@@ -38,13 +38,7 @@ def run(workloads: list[dict], *, duration: str = "10s", nodes: int = 1, keepali
     cl = cluster.Cluster(scenario.loads(yaml.safe_dump(data), filename="w.yaml"), sample=False)
     seen: dict[str, list[tuple[float, str]]] = defaultdict(list)
     for node in cl.nodes.values():
-        handle = node.handle
-
-        def recording_handle(conn, uri, *args, _handle=handle, _name=node.name, **kw):
-            seen[_name].append((cl.env.now, uri))
-            return _handle(conn, uri, *args, **kw)
-
-        node.handle = recording_handle
+        node.on_request = lambda req, _name=node.name: seen[_name].append((req.t0, req.uri))
     cl.run()
     return cl, seen
 

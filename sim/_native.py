@@ -1,0 +1,82 @@
+"""Which build of the hot-path modules is in use: compiled by mypyc, or plain Python.
+
+``pip install`` compiles the modules named in :data:`MODULES` with mypyc when it can (see
+``setup.py`` and ``docs/performance.md``) and records a hash of each source in
+``sim/_compiled.json``. Python imports a compiled extension in preference to the ``.py`` file
+beside it, so an extension built from an older source would silently run old code after an
+edit or a checkout. :func:`choose` runs when the ``sim`` package is imported, before any of these
+modules: it compares the recorded hashes with the sources and, when any differs (or when the
+environment sets ``CLUSTERSIM_PURE=1``), makes all of them load from their ``.py`` files. They
+are compiled together and call each other directly, so they are used all compiled or all plain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+
+#: The modules compiled at install time: the ones a simulated request runs through.
+MODULES = ("sim.traffic", "sim.zones", "sim.cache", "sim.node", "sim.workload")
+#: Written by setup.py next to this file: ``{module: sha256 of its source}``.
+STAMP = "_compiled.json"
+
+_HERE = Path(__file__).resolve().parent
+#: "compiled", or why the plain Python sources are used; set by :func:`choose`.
+MODE = "pure: not compiled"
+
+
+def source_path(module: str) -> Path:
+    return _HERE / (module.rpartition(".")[2] + ".py")
+
+
+def source_hash(module: str) -> str:
+    return hashlib.sha256(source_path(module).read_bytes()).hexdigest()
+
+
+def _has_extension(module: str) -> bool:
+    stem = module.rpartition(".")[2]
+    return any((_HERE / (stem + suffix)).exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+class _SourceFirst:
+    """A meta path finder that loads the hot-path modules from their ``.py`` files."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname in MODULES:
+            return importlib.util.spec_from_file_location(fullname, source_path(fullname))
+        return None
+
+
+def choose() -> str:
+    """Decide, once, whether the compiled extensions may be imported; returns :data:`MODE`."""
+    global MODE
+    if not all(_has_extension(m) for m in MODULES):
+        MODE = "pure: not compiled"
+        return MODE
+    if os.environ.get("CLUSTERSIM_PURE", "") not in ("", "0"):
+        MODE = "pure: CLUSTERSIM_PURE is set"
+    else:
+        try:
+            recorded = json.loads((_HERE / STAMP).read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        stale = [m for m in MODULES if recorded.get(m) != source_hash(m)]
+        if not stale:
+            MODE = "compiled"
+            return MODE
+        MODE = "pure: compiled copies are older than " + ", ".join(stale)
+        warnings.warn(
+            f"clustersim: the compiled hot-path modules were built from other sources than "
+            f"{', '.join(stale)}; running plain Python (reinstall with `pip install -e .` to recompile)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    if not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFirst())
+    return MODE
