@@ -8,6 +8,9 @@ requests never advance time themselves.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import simpy
@@ -126,7 +129,8 @@ class Cluster:
         """Advance simulated time to ``until_ms`` (default: the scenario's duration)."""
         target = self.scenario.duration_ms if until_ms is None else until_ms
         if target > self.env.now:
-            self.env.run(until=target)
+            with _fewer_collections():
+                self.env.run(until=target)
 
     def _schedule_fault(self, index: int, fault) -> None:
         def fire(_ev, f=fault):
@@ -138,3 +142,25 @@ class Cluster:
 
         ev = Timeout(self.env, max(fault.at - self.env.now, 0.0))
         ev.callbacks.append(fire)
+
+
+#: CPython's cyclic collector runs its youngest generation after this many more container
+#: allocations than deallocations while a run advances (its default is 700). Every simulated
+#: request allocates a few such objects (its request, its delivery, queue entries) that live
+#: until its response, so with the default the collector keeps walking the requests in flight;
+#: fewer, larger collections do the same work for about 7% of a heavy run's time. Garbage
+#: cycles (a request and its upstream attempt) are still collected, in batches.
+RUN_GC_THRESHOLD = 10_000
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Raise the youngest generation's threshold for the duration of a run (never lower it,
+    and leave a disabled collector alone), then restore the caller's setting."""
+    before = gc.get_threshold()
+    if 0 < before[0] < RUN_GC_THRESHOLD:
+        gc.set_threshold(RUN_GC_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
