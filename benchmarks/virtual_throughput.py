@@ -8,7 +8,7 @@ a ratio >= 0.25 on one core. It also says whether the hot path runs compiled (se
 docs/performance.md). With --memory it then measures peak memory for 1M and 5M simulated
 requests (each in a fresh subprocess) to show memory stays flat.
 
-    python benchmarks/virtual_throughput.py [--requests N] [--rounds K] [--memory]
+    python benchmarks/virtual_throughput.py [--requests N] [--rounds K] [--paths N] [--memory]
 """
 
 from __future__ import annotations
@@ -51,9 +51,14 @@ def bare_simpy_rate(n_events: int = 1_000_000) -> float:
     return count[0] / (time.perf_counter() - t)
 
 
-def heavy_scenario(rate_per_node: float, duration_ms: float):
+def heavy_scenario(rate_per_node: float, duration_ms: float, paths: int | None = None):
+    """The default scenario at ``rate_per_node``; ``paths`` replaces its URL count (a single
+    path leaves only cache hits after the first request, the cheapest road through a node)."""
     sc = scenario_mod.load(ROOT / "scenarios" / "seed-example.yaml")
-    workloads = tuple(replace(w, rate=rate_per_node) for w in sc.workloads)
+    workloads = tuple(
+        replace(w, rate=rate_per_node, paths=w.paths if paths is None else replace(w.paths, count=paths))
+        for w in sc.workloads
+    )
     model = sc.model.model_copy(update={"duration": duration_ms, "faults": []})
     # enough backend capacity for the offered load: the benchmark measures the model, not a queue
     backend = sc.backend_default.model_copy(update={"concurrency": 100_000})
@@ -64,10 +69,10 @@ def completed_requests(cluster: Cluster) -> int:
     return sum(st.completed for w in cluster.workloads for st in w.stats.values())
 
 
-def cluster_rate(requests: int) -> tuple[float, int]:
+def cluster_rate(requests: int, paths: int | None = None) -> tuple[float, int]:
     rate_per_node = 2000.0
     duration = requests / (rate_per_node * 3) * 1000.0
-    cluster = Cluster(heavy_scenario(rate_per_node, duration))
+    cluster = Cluster(heavy_scenario(rate_per_node, duration, paths))
     t = time.perf_counter()
     cluster.run()
     wall = time.perf_counter() - t
@@ -90,14 +95,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=300_000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating measurements of both; the median ratio is reported")
+    ap.add_argument("--paths", type=int, default=None,
+                    help="URL count instead of the scenario's (1: nearly every request is a cache hit)")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS at 1M and 5M requests")
     args = ap.parse_args()
     print(f"hot path:              {native.MODE}")
+    if args.paths is not None:
+        print(f"paths:                 {args.paths} (the scenario's workload has its own count otherwise)")
     ratios = []
     for i in range(max(1, args.rounds)):
         # both measured back to back, so a busy spell on this machine tends to hit both
         bare = bare_simpy_rate()
-        rate, done = cluster_rate(args.requests)
+        rate, done = cluster_rate(args.requests, args.paths)
         ratios.append(rate / bare)
         print(f"round {i + 1}: bare simpy loop {bare:12,.0f} timeouts/s   cluster (3 nodes) {rate:10,.0f} "
               f"simulated requests/s ({done:,} requests)   ratio {rate / bare:.3f}")
