@@ -56,10 +56,14 @@ class _SourceFirst:
 def choose() -> str:
     """Decide, once, whether the compiled extensions may be imported; returns :data:`MODE`."""
     global MODE
-    if not all(_has_extension(m) for m in MODULES):
+    built = [m for m in MODULES if _has_extension(m)]
+    if not built:
         MODE = "pure: not compiled"
         return MODE
-    if os.environ.get("CLUSTERSIM_PURE", "") not in ("", "0"):
+    if len(built) < len(MODULES):
+        # a build from before a module joined the list: none of its extensions may be used
+        MODE = "pure: no compiled copy of " + ", ".join(m for m in MODULES if m not in built)
+    elif os.environ.get("CLUSTERSIM_PURE", "") not in ("", "0"):
         MODE = "pure: CLUSTERSIM_PURE is set"
     else:
         try:

@@ -86,3 +86,17 @@ def test_compiled_and_plain_python_give_byte_identical_summaries(tmp_path):
         outs.append((out / "summary.json").read_bytes())
     assert outs[0] == outs[1]
     assert b'"requests"' in outs[0]
+
+
+@needs_build
+def test_a_build_missing_one_module_is_not_used_for_the_others(tmp_path):
+    copy = tmp_path / "sim"
+    shutil.copytree(SIM_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for lib in ROOT.glob("sim_hot__mypyc*"):
+        shutil.copy(lib, tmp_path)
+    for ext in copy.glob("zones.*"):
+        if ext.suffix != ".py":
+            ext.unlink()
+    lines = python(REPORT, path=tmp_path).stdout.splitlines()
+    assert lines[0] == "pure: no compiled copy of sim.zones"
+    assert all(line.endswith(".py") for line in lines[1:])
