@@ -76,6 +76,17 @@ class Workload:
         self.spec = spec
         self.nodes = nodes
         self.stats = {n.name: WorkloadStats() for n in nodes}
+        # what every node's clients share: the URLs with their Zipf weights, and each client's
+        # address (written when first needed); one copy keeps the per-request reads in cache
+        n = spec.paths.count if not spec.paths.explicit else len(spec.paths.explicit)
+        if spec.paths.explicit:
+            self.paths: list[str] = list(spec.paths.explicit)
+        else:
+            self.paths = [f"{spec.paths.prefix}{i}" for i in range(n)]
+        ranks = np.arange(1, n + 1, dtype=float)
+        probs = ranks ** (-spec.paths.zipf) if spec.paths.zipf else np.ones(n)
+        self.path_probs = probs / probs.sum()
+        self.client_ips: list[str | None] = [None] * max(1, spec.clients)
         self._drivers = [_NodeDriver(self, n, streams.get(f"workload/{spec.name}/{n.name}")) for n in nodes]
 
     def start(self) -> None:
@@ -105,18 +116,13 @@ class _NodeDriver:
         self.pool: deque[ClientConn] = deque()
         self._u = Batched(rng.random)
         self._exp = Batched(rng.standard_exponential)
-        n = spec.paths.count if not spec.paths.explicit else len(spec.paths.explicit)
-        if spec.paths.explicit:
-            self.paths: list[str] = list(spec.paths.explicit)
-        else:
-            self.paths = [f"{spec.paths.prefix}{i}" for i in range(n)]
-        ranks = np.arange(1, n + 1, dtype=float)
-        probs = ranks ** (-spec.paths.zipf) if spec.paths.zipf else np.ones(n)
-        probs = probs / probs.sum()
+        self.paths = workload.paths
+        n = len(self.paths)
+        probs = workload.path_probs
         self._path = Batched(lambda k: rng.choice(n, k, p=probs))
         self._client = Batched(lambda k: rng.integers(0, max(1, spec.clients), k))
         self._size = spec.request_size.sampler(rng)
-        self._ips: list[str | None] = [None] * max(1, spec.clients)
+        self._ips = workload.client_ips
         self.max_rate: float = max([spec.rate] if not spec.rate_curve else [r for _, r in spec.rate_curve])
         http = node.conf.http
         self.keepalive_timeout = float(http.keepalive_timeout_ms if http else 75_000)
