@@ -33,7 +33,7 @@ from .resolver import Resolver, ResolverZone
 from .routing import Router
 from .slabs import SlabPool
 from .stream import StreamSide
-from .traffic import LAT_BOUNDS, ClientConn, Delivery, LatencyHistogram, Request, Worker, schedule, sim_now
+from .traffic import ClientConn, Delivery, LatencyHistogram, Request, Worker, schedule, sim_now
 from .upstream import Upstream
 from .zone_sync import ZoneSync
 from .zones import LocationZone, ServerZone, SslCounters
@@ -41,9 +41,6 @@ from .zones import LocationZone, ServerZone, SslCounters
 DEFAULT_CACHE_KEY = "$scheme$proxy_host$request_uri"
 NGINX_VERSION = "1.25.1"
 NGINX_BUILD = "nginx-plus-r30"
-
-__all__ = ["LAT_BOUNDS", "ClientConn", "LatencyHistogram", "Node", "Request", "Worker"]
-
 
 HIT = cache_mod.CacheStatus.HIT
 

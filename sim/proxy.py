@@ -20,8 +20,6 @@ from simpy.events import Timeout
 
 from .traffic import Request
 
-__all__ = ["Attempt", "Proxy", "Request"]
-
 #: proxy_next_upstream keywords that name statuses
 #: What ``tried`` holds until a request's first retry: most never retry, and need no set.
 _NONE_TRIED: frozenset = frozenset()
