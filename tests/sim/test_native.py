@@ -36,6 +36,15 @@ def python(code: str, *, pure: bool = False, path: Path | None = None) -> subpro
                           cwd=path or ROOT)
 
 
+def installed_copy(folder: Path) -> Path:
+    """A copy of the installed ``sim`` package, extensions and all, importable from ``folder``."""
+    copy = folder / "sim"
+    shutil.copytree(SIM_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    for lib in ROOT.glob("sim_hot__mypyc*"):
+        shutil.copy(lib, folder)
+    return copy
+
+
 REPORT = "import sim._native as n, sim.node, sim.workload; print(n.MODE); print(sim.node.__file__); print(sim.workload.__file__)"
 
 
@@ -59,10 +68,7 @@ def test_an_up_to_date_build_is_used_and_the_environment_can_refuse_it():
 
 @needs_build
 def test_a_build_older_than_one_source_is_not_used_for_any_module(tmp_path):
-    copy = tmp_path / "sim"
-    shutil.copytree(SIM_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for lib in ROOT.glob("sim_hot__mypyc*"):
-        shutil.copy(lib, tmp_path)
+    copy = installed_copy(tmp_path)
     cache = copy / "cache.py"
     cache.write_text(cache.read_text() + "\n# edited after the build\n")
     result = python(REPORT + "; import sim.cache; print(sim.cache.__file__)", path=tmp_path)
@@ -90,10 +96,7 @@ def test_compiled_and_plain_python_give_byte_identical_summaries(tmp_path):
 
 @needs_build
 def test_a_build_missing_one_module_is_not_used_for_the_others(tmp_path):
-    copy = tmp_path / "sim"
-    shutil.copytree(SIM_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    for lib in ROOT.glob("sim_hot__mypyc*"):
-        shutil.copy(lib, tmp_path)
+    copy = installed_copy(tmp_path)
     for ext in copy.glob("zones.*"):
         if ext.suffix != ".py":
             ext.unlink()
