@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final
 
@@ -584,7 +585,7 @@ class CacheZone:
             # out of keys-zone memory: remember how many fitted, drop one old node, try again
             count = len(nodes)
             self._watermark = float(count - count // 8)
-            self._evict(now, lambda: len(nodes) >= count)
+            self._evict(now, lambda _node: len(nodes) >= count)
             if len(nodes) >= self.keys_capacity:
                 return None
         node = CacheNode(key, now + self.conf.inactive_ms)
@@ -596,38 +597,16 @@ class CacheZone:
         if node.entry is not None:
             self.size -= node.entry.size
 
-    def _evict(self, now: float, more) -> None:
-        """Remove least recently used nodes while ``more()``; nodes being updated are in use and,
-        as nginx does, moved to the recent end instead (once round)."""
-        nodes = self._nodes
-        first_skipped = None
-        while nodes and more():
-            node = next(iter(nodes.values()))
-            if node is first_skipped:
-                break
-            if node.updating:
-                nodes.move_to_end(node.key)
-                node.expire = now + self.conf.inactive_ms
-                if first_skipped is None:
-                    first_skipped = node
-                continue
-            self._delete(node)
-
-    def _enforce_limits(self, now: float) -> None:
-        max_size = self.max_size
-        if max_size is not None and self.size >= max_size:
-            self._evict(now, lambda: self.size >= max_size)
-        if len(self._nodes) >= self._watermark:
-            self._evict(now, lambda: len(self._nodes) >= self._watermark)
-
-    def purge_inactive(self, now: float) -> int:
-        """Remove the nodes not used for ``inactive`` (last use + inactive <= now); returns how many."""
+    def _evict(self, now: float, more: Callable[[CacheNode], bool]) -> int:
+        """Remove least recently used nodes while ``more(node)`` holds for the oldest; nodes being
+        updated are in use and, as nginx does, moved to the recent end instead (once round).
+        Returns how many were removed."""
         nodes = self._nodes
         removed = 0
         first_skipped = None
         while nodes:
             node = next(iter(nodes.values()))
-            if node.expire > now or node is first_skipped:
+            if node is first_skipped or not more(node):
                 break
             if node.updating:
                 nodes.move_to_end(node.key)
@@ -638,6 +617,17 @@ class CacheZone:
             self._delete(node)
             removed += 1
         return removed
+
+    def _enforce_limits(self, now: float) -> None:
+        max_size = self.max_size
+        if max_size is not None and self.size >= max_size:
+            self._evict(now, lambda _node: self.size >= max_size)
+        if len(self._nodes) >= self._watermark:
+            self._evict(now, lambda _node: len(self._nodes) >= self._watermark)
+
+    def purge_inactive(self, now: float) -> int:
+        """Remove the nodes not used for ``inactive`` (last use + inactive <= now); returns how many."""
+        return self._evict(now, lambda node: node.expire <= now)
 
     def _arm(self, min_delay: float = 0.0) -> None:
         """Keep one timer pending at the oldest node's inactivity deadline."""

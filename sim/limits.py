@@ -216,14 +216,9 @@ class LimitReqZone:
             result = "updated"
         else:
             now = int(c.env.now) if c is not None else last
-            size = LIMIT_REQ_STATE_BYTES + _key_bytes(self.conf.key, key)
-            self._expire(now, force=False)
-            handle = self.slab.alloc(size)
+            handle = self._alloc(key, now)
             if handle is None:
-                self._expire(now, force=True)
-                handle = self.slab.alloc(size)
-                if handle is None:
-                    return "no_memory"
+                return "no_memory"
             state = self._states[key] = _ReqState(handle, last)
             result = "inserted"
         state.excess = int(value)
@@ -246,6 +241,17 @@ class LimitReqZone:
         ms = max(0, now - state.last)
         return max(0, state.excess - self.rate * ms // 1000 + 1000), ms
 
+    def _alloc(self, key: str, now: int):
+        """Slab memory for a new bucket: expired buckets go first, then, if the zone is still
+        full, the oldest ones as nginx forces it; None when even that leaves no room."""
+        size = LIMIT_REQ_STATE_BYTES + _key_bytes(self.conf.key, key)
+        self._expire(now, force=False)
+        handle = self.slab.alloc(size)
+        if handle is None:
+            self._expire(now, force=True)
+            handle = self.slab.alloc(size)
+        return handle
+
     def _lookup(self, key: str, now: int, limit: LimitReqConf, account: bool) -> tuple[str, int]:
         """``("ok"|"again"|"busy"|"error", excess)``; "ok" has committed the state already."""
         state = self._states.get(key)
@@ -261,14 +267,9 @@ class LimitReqZone:
                 self._changed(key, state, now)
                 return "ok", excess
             return "again", excess
-        size = LIMIT_REQ_STATE_BYTES + _key_bytes(self.conf.key, key)
-        self._expire(now, force=False)
-        handle = self.slab.alloc(size)
+        handle = self._alloc(key, now)
         if handle is None:
-            self._expire(now, force=True)
-            handle = self.slab.alloc(size)
-            if handle is None:
-                return "error", 0
+            return "error", 0
         state = self._states[key] = _ReqState(handle, now if account else None)
         if account:
             self._changed(key, state, now)

@@ -13,7 +13,6 @@ Random numbers are drawn in numpy batches; one arrival costs one simpy event.
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 from simpy.events import Timeout
 
 from . import dists
+from .arrivals import rate_at
 from .node import Node
 from .rng import Batched
 from .traffic import ClientConn, Request, schedule, sim_now
@@ -92,17 +92,6 @@ class Workload:
     def start(self) -> None:
         for d in self._drivers:
             d.start()
-
-
-def _rate_at(curve: tuple[tuple[float, float], ...], t: float) -> float:
-    times = [p[0] for p in curve]
-    i = bisect.bisect_right(times, t)
-    if i == 0:
-        return curve[0][1]
-    if i >= len(curve):
-        return curve[-1][1]
-    (t0, r0), (t1, r1) = curve[i - 1], curve[i]
-    return r0 + (r1 - r0) * (t - t0) / (t1 - t0) if t1 > t0 else r1
 
 
 class _NodeDriver:
@@ -179,7 +168,7 @@ class _NodeDriver:
             ev.callbacks = self._arrive_callbacks
             schedule(env, ev, gap)
         if spec.rate_curve:
-            r = _rate_at(spec.rate_curve, sim_now(env))
+            r = rate_at(spec.rate_curve, sim_now(env))
             u: float = self._u()
             if u * self.max_rate >= r:
                 return
