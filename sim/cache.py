@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, Final
@@ -221,7 +220,7 @@ class CacheEntry:
 class CacheNode:
     """One key in the keys zone: use count, inactivity deadline, the entry if stored, update mark."""
 
-    __slots__ = ("key", "uses", "expire", "entry", "updating", "lock_time")
+    __slots__ = ("key", "uses", "expire", "entry", "updating", "lock_time", "older", "newer")
 
     def __init__(self, key: str, expire: float):
         self.key = key
@@ -230,9 +229,83 @@ class CacheNode:
         self.entry: CacheEntry | None = None
         self.updating = False  # a request is fetching this key (the lock, or an expired refresh)
         self.lock_time = -math.inf  # proxy_cache_lock: when another request may take over
+        # neighbours in the zone's LRU order (see LruIndex); None outside an index
+        self.older: CacheNode | None = None
+        self.newer: CacheNode | None = None
 
     def __repr__(self) -> str:
         return f"CacheNode({self.key!r}, uses={self.uses}, entry={self.entry!r}, updating={self.updating})"
+
+
+class LruIndex:
+    """The nodes of a keys zone by key, and in least recently used order (nginx's LRU queue).
+
+    A dict finds a node by key; the order is a doubly linked list through the nodes' ``older``
+    and ``newer`` fields, so that using a node (:meth:`touch`) moves it to the recent end with a
+    few pointer writes instead of a hash lookup.
+    """
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, CacheNode] = {}
+        self.oldest: CacheNode | None = None
+        self.newest: CacheNode | None = None
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def get(self, key: str) -> CacheNode | None:
+        return self.by_key.get(key)
+
+    def add(self, node: CacheNode) -> None:
+        """Index ``node`` (its key must be new) as the most recently used."""
+        self.by_key[node.key] = node
+        self._link_newest(node)
+
+    def remove(self, node: CacheNode) -> None:
+        del self.by_key[node.key]
+        self._unlink(node)
+
+    def touch(self, node: CacheNode) -> None:
+        """``node`` was used: it becomes the most recently used."""
+        if node is not self.newest:
+            self._unlink(node)
+            self._link_newest(node)
+
+    def first(self) -> CacheNode | None:
+        """The least recently used node."""
+        return self.oldest
+
+    def in_order(self) -> list[CacheNode]:
+        """All nodes, least recently used first."""
+        out: list[CacheNode] = []
+        node = self.oldest
+        while node is not None:
+            out.append(node)
+            node = node.newer
+        return out
+
+    def _link_newest(self, node: CacheNode) -> None:
+        last = self.newest
+        node.older = last
+        node.newer = None
+        if last is None:
+            self.oldest = node
+        else:
+            last.newer = node
+        self.newest = node
+
+    def _unlink(self, node: CacheNode) -> None:
+        older = node.older
+        newer = node.newer
+        if older is None:
+            self.oldest = newer
+        else:
+            older.newer = newer
+        if newer is None:
+            self.newest = older
+        else:
+            newer.older = older
+        node.older = node.newer = None
 
 
 class Lookup:
@@ -324,7 +397,9 @@ class CacheZone:
         self.size = 0
         self.cold = True
         self.stats = _new_stats()
-        self._nodes: OrderedDict[str, CacheNode] = OrderedDict()  # least recently used first
+        self._nodes = LruIndex()
+        self._inactive_ms = float(conf.inactive_ms)  # the conf's, read per request
+        self._hit_block = self.stats["hit"]
         self._disk: dict[str, CacheEntry] = {}  # files not in the keys zone yet (after a restart)
         self._watermark = math.inf
         self._timer_gen = 0
@@ -359,7 +434,7 @@ class CacheZone:
 
     def entries(self):
         """(key, entry) pairs in the keys zone, least recently used first."""
-        return [(k, n.entry) for k, n in self._nodes.items() if n.entry is not None]
+        return [(n.key, n.entry) for n in self._nodes.in_order() if n.entry is not None]
 
     def count(self, status: str, nbytes: int, written: bool = False) -> None:
         """Count one response of ``status`` (``bytes`` += nbytes); ``written`` only for MISS,
@@ -374,6 +449,7 @@ class CacheZone:
     def reset_statistics(self) -> None:
         """``DELETE /http/caches/{zone}``: the counters restart; size, max_size and cold stay."""
         self.stats = _new_stats()
+        self._hit_block = self.stats["hit"]
 
     valid_for = staticmethod(valid_for)
 
@@ -413,8 +489,8 @@ class CacheZone:
                     node.entry = entry
                     self.size += entry.size
         else:
-            nodes.move_to_end(key)
-            node.expire = now + self.conf.inactive_ms
+            nodes.touch(node)
+            node.expire = now + self._inactive_ms
             if retry is None:
                 node.uses += 1
         lk.node = node
@@ -449,12 +525,12 @@ class CacheZone:
         entry = node.entry
         if entry is None or now > entry.valid_until or (node.expire <= now and not node.updating):
             return None
-        self._nodes.move_to_end(key)
-        node.expire = now + self.conf.inactive_ms
+        self._nodes.touch(node)
+        node.expire = now + self._inactive_ms
         node.uses += 1
         if not self._timer_pending:
             self._arm()
-        block = self.stats["hit"]
+        block = self._hit_block
         block["responses"] += 1
         block["bytes"] += entry.nbytes
         return entry
@@ -549,8 +625,8 @@ class CacheZone:
             if node is None:
                 return False
         else:
-            self._nodes.move_to_end(key)
-            node.expire = now + self.conf.inactive_ms
+            self._nodes.touch(node)
+            node.expire = now + self._inactive_ms
         block = self.block_size
         size = -(-size_bytes // block) * block
         old = node.entry
@@ -588,12 +664,12 @@ class CacheZone:
             self._evict(now, lambda _node: len(nodes) >= count)
             if len(nodes) >= self.keys_capacity:
                 return None
-        node = CacheNode(key, now + self.conf.inactive_ms)
-        nodes[key] = node
+        node = CacheNode(key, now + self._inactive_ms)
+        nodes.add(node)
         return node
 
     def _delete(self, node: CacheNode) -> None:
-        del self._nodes[node.key]
+        self._nodes.remove(node)
         if node.entry is not None:
             self.size -= node.entry.size
 
@@ -604,13 +680,13 @@ class CacheZone:
         nodes = self._nodes
         removed = 0
         first_skipped = None
-        while nodes:
-            node = next(iter(nodes.values()))
-            if node is first_skipped or not more(node):
+        while True:
+            node = nodes.first()
+            if node is None or node is first_skipped or not more(node):
                 break
             if node.updating:
-                nodes.move_to_end(node.key)
-                node.expire = now + self.conf.inactive_ms
+                nodes.touch(node)
+                node.expire = now + self._inactive_ms
                 if first_skipped is None:
                     first_skipped = node
                 continue
@@ -631,9 +707,9 @@ class CacheZone:
 
     def _arm(self, min_delay: float = 0.0) -> None:
         """Keep one timer pending at the oldest node's inactivity deadline."""
-        if self._timer_pending or not self._nodes:
+        head = self._nodes.first()
+        if self._timer_pending or head is None:
             return
-        head = next(iter(self._nodes.values()))
         delay = head.expire - self.env.now
         if delay <= 0:
             # only a node in use, renewed with inactive=0, is due already: wait a manager sleep
@@ -682,9 +758,9 @@ class CacheZone:
                 count = len(self._nodes)
                 self._watermark = float(count - count // 8)
             else:
-                node = CacheNode(key, now + self.conf.inactive_ms)
+                node = CacheNode(key, now + self._inactive_ms)
                 node.entry = entry
-                self._nodes[key] = node
+                self._nodes.add(node)
                 self.size += entry.size
                 self._enforce_limits(now)
                 self._arm()
@@ -705,6 +781,7 @@ class CacheZone:
         """
         old = self.conf
         self.conf = conf
+        self._inactive_ms = float(conf.inactive_ms)
         if conf.inactive_ms != old.inactive_ms:
             self._rearm()
         self._enforce_limits(self.env.now)
@@ -718,13 +795,15 @@ class CacheZone:
         Keys, counters and size start from zero, ``cold`` is true, and the loader walks the
         surviving entries a minute later (a request for one of them finds it before that).
         """
-        for node in self._nodes.values():
+        for node in self._nodes.in_order():
             node.updating = False  # the requests that held it died with the workers
+            node.older = node.newer = None
             if node.entry is not None:
                 self._disk[node.key] = node.entry
-        self._nodes = OrderedDict()
+        self._nodes = LruIndex()
         self.size = 0
         self.stats = _new_stats()
+        self._hit_block = self.stats["hit"]
         self._watermark = math.inf
         self.cold = True
         self._rearm()

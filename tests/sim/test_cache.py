@@ -682,7 +682,7 @@ def test_lock_waiters_wake_after_a_restart_drops_the_holder():
 
 
 def _keys_zone_view(zone):
-    return [(k, n.uses, n.expire, n.updating, n.entry) for k, n in zone._nodes.items()]
+    return [(n.key, n.uses, n.expire, n.updating, n.entry) for n in zone._nodes.in_order()]
 
 
 @settings(max_examples=150, deadline=None)
