@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rng import Batched
+from .rng import Batched, Draws
 
 KINDS = ("constant", "exponential", "lognormal", "uniform", "normal", "pareto", "empirical")
 
@@ -51,30 +51,41 @@ class DistSpec:
 
     def sampler(self, rng: np.random.Generator, batch: int = 4096):
         """A zero-argument callable returning one draw per call."""
-        k, p = self.kind, self.params
-        if k == "constant":
-            v = float(p[0])
+        if self.kind == "constant":
+            v = float(self.params[0])
             return lambda: v
+        return Batched(self._batch(rng), batch)
+
+    def draws(self, rng: np.random.Generator, batch: int = 4096) -> Draws:
+        """The same values as :meth:`sampler`, as a :class:`sim.rng.Draws` (for compiled callers)."""
+        if self.kind == "constant":
+            v = float(self.params[0])
+            return Draws(lambda n: np.full(n, v), batch)
+        return Draws(self._batch(rng), batch)
+
+    def _batch(self, rng: np.random.Generator):
+        """``n -> ndarray`` of ``n`` draws (any kind but constant)."""
+        k, p = self.kind, self.params
         if k == "exponential":
             mean = p[0]
-            return Batched(lambda n: rng.exponential(mean, n), batch)
+            return lambda n: rng.exponential(mean, n)
         if k == "lognormal":
             mean, sigma = p
             mu = math.log(mean) - sigma * sigma / 2
-            return Batched(lambda n: rng.lognormal(mu, sigma, n), batch)
+            return lambda n: rng.lognormal(mu, sigma, n)
         if k == "uniform":
             lo, hi = p
-            return Batched(lambda n: rng.uniform(lo, hi, n), batch)
+            return lambda n: rng.uniform(lo, hi, n)
         if k == "normal":
             mean, sd = p
-            return Batched(lambda n: np.maximum(rng.normal(mean, sd, n), 0.0), batch)
+            return lambda n: np.maximum(rng.normal(mean, sd, n), 0.0)
         if k == "pareto":
             scale, shape = p
-            return Batched(lambda n: scale * (1.0 + rng.pareto(shape, n)), batch)
+            return lambda n: scale * (1.0 + rng.pareto(shape, n))
         values = np.asarray(p[0], dtype=float)
         probs = np.asarray(p[1], dtype=float)
         probs = probs / probs.sum()
-        return Batched(lambda n: rng.choice(values, n, p=probs), batch)
+        return lambda n: rng.choice(values, n, p=probs)
 
 
 def _num(spec: dict, key: str, where: str, positive: bool = False) -> float:

@@ -51,3 +51,46 @@ def Batched(draw: Callable[[int], Any], size: int = 4096) -> Callable[[], Any]: 
     # call that needs it, so the draws from a shared generator keep their order
     batches = map(methodcaller("tolist"), map(draw, repeat(size)))
     return chain.from_iterable(batches).__next__
+
+
+class Draws:
+    """Like :func:`Batched`, as an object whose :meth:`next` returns the next value: the form for
+    the compiled hot path (``docs/performance.md``), where calling ``next`` is a direct C call.
+
+    ``draw(size)`` must return a numpy array; its values are handed out in order, a new batch
+    drawn when the previous one runs out (so the values are the ones :func:`Batched` gives).
+    :meth:`next` returns a float, :meth:`next_int` the same value as an int (for draws of
+    integers, such as indexes).
+    """
+
+    def __init__(self, draw: Callable[[int], Any], size: int = 4096) -> None:
+        self.draw = draw
+        self.size = size
+        self.values: list[Any] = []
+        self.i = 0
+
+    def _refill(self) -> list[Any]:
+        values: list[Any] = self.draw(self.size).tolist()
+        self.values = values
+        self.i = 0
+        return values
+
+    def next(self) -> float:
+        i = self.i
+        values = self.values
+        if i >= len(values):
+            values = self._refill()
+            i = 0
+        self.i = i + 1
+        v: float = values[i]
+        return v
+
+    def next_int(self) -> int:
+        i = self.i
+        values = self.values
+        if i >= len(values):
+            values = self._refill()
+            i = 0
+        self.i = i + 1
+        v: int = values[i]
+        return v
