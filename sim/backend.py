@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from simpy.events import Timeout
-
 from . import dists
+from .eventq import later
 
 STATES = ("up", "down", "slow", "erroring")
 
@@ -128,8 +127,7 @@ class Backend:
     def _start(self, job) -> None:
         self.requests += 1
         hold = job.start(self, self._service() * self.slow_factor)
-        ev = Timeout(self.env, hold, job)
-        ev.callbacks.append(self._release)
+        later(self.env, hold, self._release, job)
 
     def _release(self, ev) -> None:
         job = ev._value

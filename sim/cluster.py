@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import simpy
 from simpy.events import Timeout
 
 from .backend import Backend
 from .clock import DEFAULT_EPOCH_MS
+from .environment import Environment
 from .faults import apply_fault
 from .kvclients import start_keyval_writers
 from .metrics import Sampler
@@ -33,14 +33,16 @@ from .workload import Workload
 class Cluster:
     """A cluster of NGINX Plus nodes and their backends, ready to run."""
 
-    def __init__(self, scenario: Scenario, *, seed: int | None = None, env: simpy.Environment | None = None,
+    def __init__(self, scenario: Scenario, *, seed: int | None = None, env: Environment | None = None,
                  start_workloads: bool = True, sample: bool = True, state_dir=None,
                  probe_interval_ms: float = 100.0):
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         # where keyval `state=` files live (the run's output directory); None keeps them in memory
         self.state_dir = None if state_dir is None else Path(state_dir)
-        self.env = env or simpy.Environment()
+        if env is not None and not isinstance(env, Environment):
+            raise TypeError("Cluster: env must be a sim.environment.Environment (a simpy environment with the model's fast lane)")
+        self.env = env or Environment()
         self.streams = Streams(self.seed)
         self.epoch_ms = scenario.model.epoch_ms if scenario.model.epoch_ms is not None else DEFAULT_EPOCH_MS
         self.network = Network(self.streams, scenario.link, scenario.node_link)

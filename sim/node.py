@@ -25,6 +25,7 @@ from . import cache as cache_mod
 from .cache import CacheZone
 from .clock import NodeClock
 from .config import NginxConf
+from .eventq import FastEvent, FastQueue
 from .health import HealthChecker, HealthRegistry
 from .keyval import KeyvalZone
 from .limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
@@ -33,7 +34,7 @@ from .resolver import Resolver, ResolverZone
 from .routing import Router
 from .slabs import SlabPool
 from .stream import StreamSide
-from .traffic import ClientConn, Delivery, LatencyHistogram, Request, Worker, schedule, sim_now
+from .traffic import ClientConn, LatencyHistogram, Request, Worker
 from .upstream import Upstream
 from .zone_sync import ZoneSync
 from .zones import LocationZone, ServerZone, SslCounters
@@ -53,10 +54,14 @@ class Route:
     a cache (:meth:`Node._hit_plan`), the cache ``zone``, the ``upstream`` and the cache ``key``
     (``$scheme$proxy_host$request_uri``)."""
 
-    __slots__ = ("server", "sz", "loc", "lz", "limited", "zone", "upstream", "key")
+    __slots__ = ("server", "sz", "loc", "lz", "limited", "zone", "upstream", "key", "host", "port", "listen_address")
 
     def __init__(self, server: int | None, loc: Any, sz: ServerZone | None, lz: LocationZone | None,
-                 plan: tuple[CacheZone, Upstream] | None, uri: str) -> None:
+                 plan: tuple[CacheZone, Upstream] | None, host: str, port: int, listen_address: str | None,
+                 uri: str) -> None:
+        self.host = host
+        self.port = port
+        self.listen_address = listen_address
         self.server = server
         self.loc = loc
         self.sz = sz
@@ -70,12 +75,28 @@ class Route:
             self.key = "http" + plan[1].name + uri
 
 
+class Delivery(FastEvent):
+    """A response on its way to the client: :meth:`Node._complete` takes one, at once, or when
+    it fires after a delay (a cache hit's ``cache_hit_ms``) as an event of the fast lane."""
+
+    def __init__(self, node: Node, req: Request, status: int, nbytes: int) -> None:
+        super().__init__()
+        self.node = node
+        self.req = req
+        self.status = status
+        self.nbytes = nbytes
+
+    def fire(self) -> None:
+        self.node._complete(self)
+
+
 class Node:
     """A simulated NGINX Plus node."""
 
     def __init__(self, cluster, name: str, conf: NginxConf, *, index: int, address: str, params: dict | None = None):
         self.cluster = cluster
         self.env = cluster.env
+        self.fq: FastQueue = cluster.env.fast  # the fast lane of sim.environment.Environment
         self.name = name
         self.index = index
         self.address = address
@@ -100,7 +121,6 @@ class Node:
         self.api_hook: Any = None  # live mode: callable(req) answering API requests
         #: an observer called with every request the node accepts, as it arrives (traces, tests)
         self.on_request: Callable[[Request], Any] | None = None
-        self._delivery_callbacks = [self._complete]  # see Delivery
         self.events: list[tuple[float, str, str]] = []
         self._rr_worker = 0
         self._next_pid = self.pid_base + 1
@@ -161,6 +181,7 @@ class Node:
         # id(location): for this configuration (whose locations live as long as it does, so
         # their ids are not reused), its router, and the caches and upstreams built here
         self._routes: dict[tuple[str, int, str | None, str], Route] = {}
+        self._last_route: dict[str, Route] = {}  # by URI, the route last used (see handle)
         self._hit_plans: dict[int, tuple[CacheZone, Upstream] | None] = {}
         self._build_keyvals(conf, keep=not first)
         self._build_limits_and_resolvers(conf, keep=not first)
@@ -494,7 +515,7 @@ class Node:
 
     def idle_conn(self, conn: ClientConn) -> None:
         if conn.open and conn.idle_since is None:
-            conn.idle_since = sim_now(self.env)
+            conn.idle_since = self.fq.now
             conn.worker.active -= 1
             conn.worker.idle += 1
 
@@ -522,7 +543,7 @@ class Node:
             w.active += 1
         conn.requests += 1
         req = Request(self, uri, host, client_ip, req_bytes, done, method,
-                      conn, w, self.incarnation, sim_now(self.env))
+                      conn, w, self.incarnation, self.fq.now)
         if vars is not None:  # otherwise the class default (None) stands
             req.vars = vars
         if api_handler is not None:
@@ -531,9 +552,16 @@ class Node:
             self.on_request(req)
         w.requests_total += 1
         w.requests_current += 1
-        route = self._routes.get((host, port, listen_address, uri))
-        if route is None:
-            route = self._route(host, port, listen_address, uri)
+        # the route last used for this URI, if it was for the same host, port and listen address
+        # (the same string objects: a workload passes the same ones each time); otherwise the
+        # full memo, keyed by all four
+        route = self._last_route.get(uri)
+        if route is None or route.host is not host or route.port != port or route.listen_address is not listen_address:
+            route = self._routes.get((host, port, listen_address, uri))
+            if route is None:
+                route = self._route(host, port, listen_address, uri)
+            if len(self._last_route) < 50_000:
+                self._last_route[uri] = route
         si = route.server
         if si is None:
             # no server listens there: nginx would not have accepted the connection
@@ -608,7 +636,7 @@ class Node:
                 plan = self._hit_plans[id(loc)] = self._hit_plan(loc)
             if loc.status_zone:
                 lz = self.location_zones[loc.status_zone]
-        route = Route(si, loc, None if si is None else self._server_zone_of[si], lz, plan, uri)
+        route = Route(si, loc, None if si is None else self._server_zone_of[si], lz, plan, host, port, listen_address, uri)
         if len(self._routes) < 50_000:
             self._routes[(host, port, listen_address, uri)] = route
         return route
@@ -822,9 +850,9 @@ class Node:
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
         """Send the response (after ``delay`` ms) and update every counter on the way out."""
-        delivery = Delivery(self._delivery_callbacks, req, status, nbytes)
+        delivery = Delivery(self, req, status, nbytes)
         if delay > 0:
-            schedule(self.env, delivery, delay)
+            self.fq.push(delivery, delay)
         else:
             self._complete(delivery)
 
@@ -857,7 +885,7 @@ class Node:
         w = req.worker
         if w is not None:
             w.requests_current -= 1
-        self.latency.add(sim_now(self.env) - req.t0)
+        self.latency.add(self.fq.now - req.t0)
         done = req.done
         if done is not None:
             done(req)

@@ -1,6 +1,5 @@
 """The objects one client request is made of inside a node: its worker, its client connection,
-the :class:`Request` itself, the :class:`Delivery` of its response, and the node's latency
-histogram.
+the :class:`Request` itself, and the node's latency histogram.
 
 They are created and touched once or more per simulated request, so this module is one of the
 hot-path modules compiled with mypyc when the package is installed (see ``docs/performance.md``):
@@ -12,10 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from heapq import heappush
 from typing import Any
-
-from simpy.events import NORMAL
 
 from .zones import LocationZone, ServerZone
 
@@ -28,13 +24,6 @@ _LOG_BASE = math.log(1.08)
 def sim_now(env: Any) -> float:
     """``env.now``, read without calling simpy's property (a Python-level call per read)."""
     return env._now
-
-
-def schedule(env: Any, event: Any, delay: float) -> None:
-    """Queue ``event`` ``delay`` ms from now: exactly what ``env.schedule(event, NORMAL, delay)``
-    does in simpy 4 (the same queue entry, so the same order among events), without the
-    Python-level call. The per-request events (arrivals, deliveries) are queued this way."""
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), event))
 
 
 class Worker:
@@ -114,28 +103,6 @@ class Request:
         self.final = False
         self.status = 0
         self.resp_bytes = 0
-
-
-class Delivery:
-    """A response on its way to the client, and the timer event when it is sent after a delay
-    (a cache hit's ``cache_hit_ms``): ``Node._complete`` takes one either way.
-
-    As an event it carries only what simpy's ``Environment.step`` reads (``callbacks`` and
-    ``_ok``), and is queued with the public ``env.schedule``: the same place in the event
-    queue as a :class:`simpy.events.Timeout`, for much less than building one (this runs once
-    per cache hit). ``callbacks`` is the node's one list holding its ``_complete``, shared by
-    all its deliveries: simpy only iterates a processed event's list (and then sets it to
-    None), and nothing else sees these events to append to it.
-    """
-
-    __slots__ = ("callbacks", "req", "status", "nbytes", "_ok")
-
-    def __init__(self, callbacks: list | None, req: Request, status: int, nbytes: int) -> None:
-        self.callbacks = callbacks
-        self.req = req
-        self.status = status
-        self.nbytes = nbytes
-        self._ok = True
 
 
 class LatencyHistogram:

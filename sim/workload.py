@@ -22,9 +22,10 @@ from simpy.events import Timeout
 
 from . import dists
 from .arrivals import rate_at
+from .eventq import FastEvent, FastQueue
 from .node import Node
-from .rng import Batched
-from .traffic import ClientConn, Request, schedule, sim_now
+from .rng import Draws
+from .traffic import ClientConn, Request
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,17 @@ class Workload:
             d.start()
 
 
+class _Arrival(FastEvent):
+    """The next request of one node driver (one event, queued again each time it fires)."""
+
+    def __init__(self, driver: _NodeDriver) -> None:
+        super().__init__()
+        self.driver = driver
+
+    def fire(self) -> None:
+        self.driver._arrive()
+
+
 class _NodeDriver:
     def __init__(self, workload: Workload, node: Node, rng: np.random.Generator) -> None:
         self.w = workload
@@ -101,26 +113,26 @@ class _NodeDriver:
         spec = self.spec
         self.node = node
         self.env: Any = workload.env
+        self.fq: FastQueue = workload.env.fast  # the fast lane of sim.environment.Environment
         self.stats: WorkloadStats = workload.stats[node.name]
         self.pool: deque[ClientConn] = deque()
-        self._u = Batched(rng.random)
-        self._exp = Batched(rng.standard_exponential)
+        self._u = Draws(rng.random)
+        self._exp = Draws(rng.standard_exponential)
         self.paths = workload.paths
         n = len(self.paths)
         probs = workload.path_probs
-        self._path = Batched(lambda k: rng.choice(n, k, p=probs))
-        self._client = Batched(lambda k: rng.integers(0, max(1, spec.clients), k))
-        self._size = spec.request_size.sampler(rng)
+        self._path = Draws(lambda k: rng.choice(n, k, p=probs))
+        self._client = Draws(lambda k: rng.integers(0, max(1, spec.clients), k))
+        self._size = spec.request_size.draws(rng)
         self._ips = workload.client_ips
         self.max_rate: float = max([spec.rate] if not spec.rate_curve else [r for _, r in spec.rate_curve])
         http = node.conf.http
         self.keepalive_timeout = float(http.keepalive_timeout_ms if http else 75_000)
         self.ssl = self._listens_ssl()
         self._constant = spec.arrivals == "constant"
-        # built once: the per-request path would otherwise build a bound method (and a list)
-        # each time; simpy only iterates an event's callback list, so arrivals can share one
-        self._arrive_callbacks = [self._arrive]
-        self._done_cb = self._done
+        # one event serves every arrival in turn (it is rescheduled as it fires)
+        self._arrival = _Arrival(self)
+        self._done_cb = self._done  # built once, not a bound method per request
 
     def _listens_ssl(self) -> bool:
         http = self.node.conf.http
@@ -143,33 +155,29 @@ class _NodeDriver:
     def _gap(self) -> float:
         if self.spec.arrivals == "constant":
             return 1000.0 / self.max_rate
-        return self._exp() * 1000.0 / self.max_rate
+        return self._exp.next() * 1000.0 / self.max_rate
 
     def _schedule(self, delay: float) -> None:
         stop = self.spec.stop_ms
-        if stop is not None and self.env.now + delay >= stop:
+        if stop is not None and self.fq.now + delay >= stop:
             return
-        ev = Timeout(self.env, delay)
-        ev.callbacks.append(self._arrive)
+        self.fq.push(self._arrival, delay)
 
-    def _arrive(self, ev: Any) -> None:
+    def _arrive(self) -> None:
         spec = self.spec
         # the next arrival first, as _schedule(_gap()) does it (inlined: this runs per request)
         if self._constant:
             gap = 1000.0 / self.max_rate
         else:
-            e: float = self._exp()
+            e = self._exp.next()
             gap = e * 1000.0 / self.max_rate
         stop = spec.stop_ms
-        env = self.env
-        if stop is None or sim_now(env) + gap < stop:
-            # the timeout that just fired is spent (simpy has taken its callbacks): it serves
-            # again for the next arrival, which saves building a Timeout per request
-            ev.callbacks = self._arrive_callbacks
-            schedule(env, ev, gap)
+        fq = self.fq
+        if stop is None or fq.now + gap < stop:
+            fq.push(self._arrival, gap)
         if spec.rate_curve:
-            r = rate_at(spec.rate_curve, sim_now(env))
-            u: float = self._u()
+            r = rate_at(spec.rate_curve, fq.now)
+            u = self._u.next()
             if u * self.max_rate >= r:
                 return
         self.send()
@@ -194,8 +202,8 @@ class _NodeDriver:
                 return conn
         spec = self.spec
         if self.ssl:
-            fail = "handshake_timeout" if spec.ssl_handshake_failure and self._u() < spec.ssl_handshake_failure else None
-            reuse = bool(spec.ssl_session_reuse) and self._u() < spec.ssl_session_reuse
+            fail = "handshake_timeout" if spec.ssl_handshake_failure and self._u.next() < spec.ssl_handshake_failure else None
+            reuse = bool(spec.ssl_session_reuse) and self._u.next() < spec.ssl_session_reuse
             return node.open_conn(ssl=True, reuse_session=reuse, handshake_fail=fail)
         return node.open_conn()
 
@@ -213,19 +221,19 @@ class _NodeDriver:
             if conn is None:
                 stats.refused += 1
                 return
-        c: int = self._client()
+        c = self._client.next_int()
         ip = self._ips[c]
         if ip is None:
             ip = self._ips[c] = f"10.{(c >> 16) & 255}.{(c >> 8) & 255}.{c & 255}"
-        p: int = self._path()
+        p = self._path.next_int()
         path = self.paths[p]
         node = self.node
-        if spec.bypass_share and self._u() < spec.bypass_share:
+        if spec.bypass_share and self._u.next() < spec.bypass_share:
             vars = {"$cookie_nocache": "1", "$arg_nocache": "1"}
-            req = node.handle(conn, path + "?nocache=1", spec.host, spec.port, ip, int(self._size()),
+            req = node.handle(conn, path + "?nocache=1", spec.host, spec.port, ip, int(self._size.next()),
                               self._done_cb, vars=vars)
         else:  # no keyword arguments on the common path: they make the call slower
-            req = node.handle(conn, path, spec.host, spec.port, ip, int(self._size()), self._done_cb)
+            req = node.handle(conn, path, spec.host, spec.port, ip, int(self._size.next()), self._done_cb)
         if req is None:
             stats.refused += 1
             self.node.close_conn(conn)
