@@ -220,7 +220,7 @@ class CacheEntry:
 class CacheNode:
     """One key in the keys zone: use count, inactivity deadline, the entry if stored, update mark."""
 
-    __slots__ = ("key", "uses", "expire", "entry", "updating", "lock_time", "older", "newer")
+    __slots__ = ("key", "uses", "expire", "entry", "updating", "lock_time", "older", "newer", "indexed")
 
     def __init__(self, key: str, expire: float):
         self.key = key
@@ -232,6 +232,7 @@ class CacheNode:
         # neighbours in the zone's LRU order (see LruIndex); None outside an index
         self.older: CacheNode | None = None
         self.newer: CacheNode | None = None
+        self.indexed = False  # in its zone's index now (a holder of the node can check)
 
     def __repr__(self) -> str:
         return f"CacheNode({self.key!r}, uses={self.uses}, entry={self.entry!r}, updating={self.updating})"
@@ -259,10 +260,12 @@ class LruIndex:
     def add(self, node: CacheNode) -> None:
         """Index ``node`` (its key must be new) as the most recently used."""
         self.by_key[node.key] = node
+        node.indexed = True
         self._link_newest(node)
 
     def remove(self, node: CacheNode) -> None:
         del self.by_key[node.key]
+        node.indexed = False
         self._unlink(node)
 
     def touch(self, node: CacheNode) -> None:
@@ -522,6 +525,15 @@ class CacheZone:
         node = self._nodes.get(key)
         if node is None:
             return None
+        return self.hit_node(node, now)
+
+    def node_of(self, key: str) -> CacheNode | None:
+        """The node of ``key`` in the keys zone, if any (a caller may keep it for :meth:`hit_node`
+        while its ``indexed`` stays true)."""
+        return self._nodes.get(key)
+
+    def hit_node(self, node: CacheNode, now: float) -> CacheEntry | None:
+        """:meth:`hit` for the key of ``node``, a node of this zone's index (``node.indexed``)."""
         entry = node.entry
         if entry is None or now > entry.valid_until or (node.expire <= now and not node.updating):
             return None
@@ -798,6 +810,7 @@ class CacheZone:
         for node in self._nodes.in_order():
             node.updating = False  # the requests that held it died with the workers
             node.older = node.newer = None
+            node.indexed = False
             if node.entry is not None:
                 self._disk[node.key] = node.entry
         self._nodes = LruIndex()

@@ -22,7 +22,7 @@ from typing import Any
 from simpy.events import Timeout
 
 from . import cache as cache_mod
-from .cache import CacheZone
+from .cache import CacheNode, CacheZone
 from .clock import NodeClock
 from .config import NginxConf
 from .eventq import FastEvent, FastQueue
@@ -54,7 +54,8 @@ class Route:
     a cache (:meth:`Node._hit_plan`), the cache ``zone``, the ``upstream`` and the cache ``key``
     (``$scheme$proxy_host$request_uri``)."""
 
-    __slots__ = ("server", "sz", "loc", "lz", "limited", "zone", "upstream", "key", "host", "port", "listen_address")
+    __slots__ = ("server", "sz", "loc", "lz", "limited", "zone", "upstream", "key", "host", "port", "listen_address",
+                 "cnode")
 
     def __init__(self, server: int | None, loc: Any, sz: ServerZone | None, lz: LocationZone | None,
                  plan: tuple[CacheZone, Upstream] | None, host: str, port: int, listen_address: str | None,
@@ -70,6 +71,7 @@ class Route:
         self.zone: CacheZone | None = None
         self.upstream: Any = None
         self.key = ""
+        self.cnode: CacheNode | None = None  # the cache's node for key, while it stays indexed
         if plan is not None:
             self.zone, self.upstream = plan
             self.key = "http" + plan[1].name + uri
@@ -612,7 +614,10 @@ class Node:
         # _cache_start would do, without deciding it again, and a fresh hit served at once
         req.upstream = route.upstream
         now = req.t0  # still the arrival's instant
-        entry = zone.hit(route.key, now)
+        cnode = route.cnode
+        if cnode is None or not cnode.indexed:
+            cnode = route.cnode = zone.node_of(route.key)
+        entry = None if cnode is None else zone.hit_node(cnode, now)
         if entry is not None:
             req.cache_status = HIT
             self.respond(req, entry.status_code, entry.nbytes, self.cache_hit_ms)

@@ -87,6 +87,12 @@ class Workload:
         ranks = np.arange(1, n + 1, dtype=float)
         probs = ranks ** (-spec.paths.zipf) if spec.paths.zipf else np.ones(n)
         self.path_probs = probs / probs.sum()
+        # what numpy's Generator.choice(n, k, p=path_probs) computes on every call, once: the
+        # draws below are its values (a uniform per draw, searched in this cdf) without its
+        # per-call checks of p, which cost more than the draws
+        cdf = self.path_probs.cumsum()
+        cdf /= cdf[-1]
+        self.path_cdf = cdf
         self.client_ips: list[str | None] = [None] * max(1, spec.clients)
         self._drivers = [_NodeDriver(self, n, streams.get(f"workload/{spec.name}/{n.name}")) for n in nodes]
 
@@ -119,9 +125,8 @@ class _NodeDriver:
         self._u = Draws(rng.random)
         self._exp = Draws(rng.standard_exponential)
         self.paths = workload.paths
-        n = len(self.paths)
-        probs = workload.path_probs
-        self._path = Draws(lambda k: rng.choice(n, k, p=probs))
+        cdf = workload.path_cdf
+        self._path = Draws(lambda k: cdf.searchsorted(rng.random(k), side="right"))
         self._client = Draws(lambda k: rng.integers(0, max(1, spec.clients), k))
         self._size = spec.request_size.draws(rng)
         self._ips = workload.client_ips
