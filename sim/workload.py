@@ -100,6 +100,11 @@ class Workload:
         for d in self._drivers:
             d.start()
 
+    def path_indexes(self, rng: np.random.Generator, k: int) -> np.ndarray:
+        """``k`` Zipf-distributed indexes into ``paths``: what ``rng.choice(len(paths), k,
+        p=path_probs)`` returns (the same values, from the same uniforms)."""
+        return self.path_cdf.searchsorted(rng.random(k), side="right")
+
 
 class _Arrival(FastEvent):
     """The next request of one node driver (one event, queued again each time it fires)."""
@@ -125,8 +130,7 @@ class _NodeDriver:
         self._u = Draws(rng.random)
         self._exp = Draws(rng.standard_exponential)
         self.paths = workload.paths
-        cdf = workload.path_cdf
-        self._path = Draws(lambda k: cdf.searchsorted(rng.random(k), side="right"))
+        self._path = Draws(lambda k: workload.path_indexes(rng, k))
         self._client = Draws(lambda k: rng.integers(0, max(1, spec.clients), k))
         self._size = spec.request_size.draws(rng)
         self._ips = workload.client_ips

@@ -14,8 +14,10 @@ from sim.cache import (
     KEYS_PER_MIB,
     LOADER_DELAY_MS,
     MIB,
+    CacheNode,
     CacheStatus,
     CacheZone,
+    LruIndex,
     cache_key,
     evaluate_bypass,
     failure_kind,
@@ -728,3 +730,45 @@ def test_hit_shortcut_touches_nothing_for_a_missing_or_expired_key():
     entry = zone.hit("k", 100)
     assert entry is not None and entry.nbytes == 100
     assert zone.stats["hit"] == {"responses": 1, "bytes": 100}
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops=st.lists(st.tuples(st.sampled_from(["add", "remove", "touch"]), st.integers(0, 7)), max_size=80))
+def test_lru_index_keeps_the_order_an_ordered_dict_keeps(ops):
+    index, model = LruIndex(), OrderedDict()
+    for op, k in ops:
+        key = f"k{k}"
+        node = index.get(key)
+        assert (node is None) == (key not in model)
+        if op == "add" and node is None:
+            node = CacheNode(key, 0.0)
+            index.add(node)
+            model[key] = node
+        elif op == "remove" and node is not None:
+            index.remove(node)
+            del model[key]
+            assert not node.indexed and node.older is None and node.newer is None
+        elif op == "touch" and node is not None:
+            index.touch(node)
+            model.move_to_end(key)
+        assert [n.key for n in index.in_order()] == list(model)
+        assert len(index) == len(model)
+        assert index.first() is (next(iter(model.values())) if model else None)
+        assert all(n.indexed for n in model.values())
+
+
+def test_a_kept_node_serves_hits_while_indexed_and_says_when_it_is_gone():
+    env = simpy.Environment()
+    zone, p = make_zone(env, inactive_ms=10_000), proxy()
+    fetch(zone, "a", 0, p)
+    node = zone.node_of("a")
+    assert node is not None and node.indexed
+    assert zone.hit_node(node, 5) is zone.get("a")
+    assert zone.stats["hit"]["responses"] == 1
+    env.run(until=20_000)  # inactive: the node leaves the keys zone
+    assert not node.indexed and zone.node_of("a") is None
+    fetch(zone, "a", 20_000, p)
+    again = zone.node_of("a")
+    assert again is not node and again.indexed
+    zone.restart()
+    assert not again.indexed and len(zone) == 0

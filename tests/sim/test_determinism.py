@@ -165,3 +165,36 @@ def test_batched_draws_hand_out_one_numpy_draw_in_order_and_draw_again_only_when
     assert calls == [3, 3, 3]
     assert got == Streams(5).get("x").random(9).tolist()[:7]
     assert all(type(v) is float for v in got)
+
+
+def test_draws_give_the_values_batched_gives_in_the_same_batches():
+    from sim.rng import Batched, Draws, Streams
+
+    calls = []
+    gen = Streams(5).get("x")
+
+    def draw(n):
+        calls.append(n)
+        return gen.random(n)
+
+    d = Draws(draw, 3)
+    assert calls == []
+    got = [d.next() for _ in range(7)]
+    assert calls == [3, 3, 3]
+    ref = Batched(Streams(5).get("x").random, 3)
+    assert got == [ref() for _ in range(7)]
+    ints = Draws(lambda n: Streams(6).get("y").integers(0, 100, n), 4)
+    got_ints = [ints.next_int() for _ in range(4)]
+    assert got_ints == Streams(6).get("y").integers(0, 100, 4).tolist()
+    assert all(type(v) is int for v in got_ints)
+
+
+def test_a_distribution_gives_the_same_values_as_draws_and_as_a_sampler():
+    from sim import dists
+    from sim.rng import Streams
+
+    for spec in (dists.DistSpec("constant", (7.0,)), dists.DistSpec("lognormal", (20.0, 0.5)),
+                 dists.DistSpec("empirical", ((1.0, 2.0, 3.0), (1.0, 1.0, 2.0)))):
+        sample = spec.sampler(Streams(3).get("d"), batch=8)
+        draws = spec.draws(Streams(3).get("d"), batch=8)
+        assert [draws.next() for _ in range(20)] == [sample() for _ in range(20)], spec.kind

@@ -112,6 +112,22 @@ def test_zipf_paths_are_ordered_by_rank_with_the_expected_frequencies():
         assert abs(c - n * p) <= 4 * math.sqrt(n * p * (1 - p)), (k, c, n * p)
 
 
+def test_zipf_path_indexes_are_the_draws_numpy_choice_gives_for_the_same_stream():
+    # the workload searches the cumulative weights itself (computed once per workload, where
+    # Generator.choice checks and sums the weights on every call): the same values are required
+    import numpy as np
+
+    from sim.rng import Streams
+
+    cl, _ = run([{"name": "z", "rate": 10, "paths": {"count": 50, "zipf": 1.2}}], duration="1s")
+    w = cl.workloads[0]
+    mine, numpys = Streams(9).get("a"), Streams(9).get("a")
+    for k in (1, 4096, 333, 4096):
+        got = w.path_indexes(mine, k)
+        assert np.array_equal(got, numpys.choice(50, k, p=w.path_probs))
+    assert mine.random() == numpys.random()  # and both consumed the stream alike
+
+
 def test_zipf_zero_is_uniform_and_an_explicit_path_list_is_used_as_given():
     uniform = {"name": "u", "rate": 500, "paths": {"count": 4, "zipf": 0, "prefix": "/u/"}}
     _, seen = run([uniform], duration="20s")
