@@ -399,10 +399,11 @@ class CacheZone:
         self.block_size = block_size
         self.size = 0
         self.cold = True
-        self.stats = _new_stats()
+        self._stats = _new_stats()
+        self._hits = 0  # fresh hits and their bytes, not yet folded into _stats["hit"]
+        self._hit_bytes = 0
         self._nodes = LruIndex()
         self._inactive_ms = float(conf.inactive_ms)  # the conf's, read per request
-        self._hit_block = self.stats["hit"]
         self._disk: dict[str, CacheEntry] = {}  # files not in the keys zone yet (after a restart)
         self._watermark = math.inf
         self._timer_gen = 0
@@ -412,6 +413,17 @@ class CacheZone:
         self._start_loader()
 
     # -- API view ----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> dict[str, dict[str, int]]:
+        """The seven counter blocks in API order. Fresh hits are counted in two plain fields on
+        the request path and folded into the ``hit`` block here, whenever the stats are read."""
+        if self._hits:
+            block = self._stats["hit"]
+            block["responses"] += self._hits
+            block["bytes"] += self._hit_bytes
+            self._hits = self._hit_bytes = 0
+        return self._stats
 
     @property
     def max_size(self) -> int | None:
@@ -451,8 +463,8 @@ class CacheZone:
 
     def reset_statistics(self) -> None:
         """``DELETE /http/caches/{zone}``: the counters restart; size, max_size and cold stay."""
-        self.stats = _new_stats()
-        self._hit_block = self.stats["hit"]
+        self._stats = _new_stats()
+        self._hits = self._hit_bytes = 0
 
     valid_for = staticmethod(valid_for)
 
@@ -542,9 +554,8 @@ class CacheZone:
         node.uses += 1
         if not self._timer_pending:
             self._arm()
-        block = self._hit_block
-        block["responses"] += 1
-        block["bytes"] += entry.nbytes
+        self._hits += 1
+        self._hit_bytes += entry.nbytes
         return entry
 
     def _expired(self, lk: Lookup, node: CacheNode, proxy: ProxyConf) -> None:
@@ -815,8 +826,8 @@ class CacheZone:
                 self._disk[node.key] = node.entry
         self._nodes = LruIndex()
         self.size = 0
-        self.stats = _new_stats()
-        self._hit_block = self.stats["hit"]
+        self._stats = _new_stats()
+        self._hits = self._hit_bytes = 0
         self._watermark = math.inf
         self.cold = True
         self._rearm()

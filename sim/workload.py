@@ -26,6 +26,7 @@ from .eventq import FastEvent, FastQueue
 from .node import Node
 from .rng import Draws
 from .traffic import ClientConn, Request
+from .zones import CodeCounts
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,19 @@ class WorkloadSpec:
 class WorkloadStats:
     """What the clients of one workload saw at one node."""
 
-    __slots__ = ("sent", "completed", "refused", "discarded", "statuses")
+    __slots__ = ("sent", "completed", "refused", "discarded", "codes")
 
     def __init__(self) -> None:
         self.sent = 0
         self.completed = 0
         self.refused = 0
         self.discarded = 0
-        self.statuses: dict[int, int] = {}
+        self.codes = CodeCounts()
+
+    @property
+    def statuses(self) -> dict[int, int]:
+        """Completed requests by response status."""
+        return self.codes.as_dict()
 
 
 class Workload:
@@ -253,8 +259,7 @@ class _NodeDriver:
         status = req.status
         if status:
             stats.completed += 1
-            statuses = stats.statuses
-            statuses[status] = statuses.get(status, 0) + 1
+            stats.codes.add(status)
         else:
             stats.discarded += 1
         if conn is None or not conn.open:

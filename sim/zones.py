@@ -54,10 +54,48 @@ class SslCounters:
             setattr(self, reason, getattr(self, reason) + 1)
 
 
-class LocationZone:
-    """``/http/location_zones/{name}``."""
+class CodeCounts:
+    """Counts per HTTP status code, for the request path: the most frequent code so far in a
+    native field of its own, the others in a dict. :meth:`as_dict` reads them back."""
 
-    __slots__ = ("name", "requests", "responses", "codes", "discarded", "received", "sent")
+    __slots__ = ("_hot_code", "_hot_count", "_others")
+
+    def __init__(self) -> None:
+        self._hot_code = 200
+        self._hot_count = 0
+        self._others: dict[int, int] = {}
+
+    def add(self, status: int) -> None:
+        if status == self._hot_code:
+            self._hot_count += 1
+            return
+        others = self._others
+        n = others.get(status, 0) + 1
+        if n > self._hot_count:  # now the most frequent code: the two swap places
+            if self._hot_count:
+                others[self._hot_code] = self._hot_count
+            others.pop(status, None)
+            self._hot_code = status
+            self._hot_count = n
+        else:
+            others[status] = n
+
+    def as_dict(self) -> dict[int, int]:
+        """``{status: count}`` of the codes that occurred (a new dict)."""
+        out = dict(self._others)
+        if self._hot_count:
+            out[self._hot_code] = self._hot_count
+        return out
+
+
+class LocationZone:
+    """``/http/location_zones/{name}``.
+
+    The counters are native fields (this module is compiled with the hot path); ``responses``
+    (1xx..5xx, a list) and ``codes`` (per status, a dict) are built when read.
+    """
+
+    __slots__ = ("name", "requests", "discarded", "received", "sent", "_r1", "_r2", "_r3", "_r4", "_r5", "_codes")
 
     def __init__(self, name: str):
         self.name = name
@@ -65,21 +103,42 @@ class LocationZone:
 
     def reset_statistics(self) -> None:
         self.requests = 0
-        self.responses = [0, 0, 0, 0, 0]
-        self.codes: dict[int, int] = {}
         self.discarded = 0
         self.received = 0
         self.sent = 0
+        self._r1 = self._r2 = self._r3 = self._r4 = self._r5 = 0
+        self._codes = CodeCounts()
 
     def respond(self, status: int, nbytes: int) -> None:
-        self.responses[status // 100 - 1] += 1
-        codes = self.codes
-        codes[status] = codes.get(status, 0) + 1
+        cls = status // 100
+        if cls < 1 or cls > 5:
+            raise ValueError(f"status {status} is not an HTTP status (100-599)")
+        if cls == 2:
+            self._r2 += 1
+        elif cls == 3:
+            self._r3 += 1
+        elif cls == 4:
+            self._r4 += 1
+        elif cls == 5:
+            self._r5 += 1
+        else:
+            self._r1 += 1
+        self._codes.add(status)
         self.sent += nbytes
 
     @property
+    def responses(self) -> list[int]:
+        """Responses by class, 1xx..5xx."""
+        return [self._r1, self._r2, self._r3, self._r4, self._r5]
+
+    @property
+    def codes(self) -> dict[int, int]:
+        """Responses by status code (the codes that occurred)."""
+        return self._codes.as_dict()
+
+    @property
     def responses_total(self) -> int:
-        return sum(self.responses)
+        return self._r1 + self._r2 + self._r3 + self._r4 + self._r5
 
 
 class ServerZone(LocationZone):
