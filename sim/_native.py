@@ -22,7 +22,8 @@ import warnings
 from pathlib import Path
 
 #: The modules compiled at install time: the ones a simulated request runs through.
-MODULES = ("sim.eventq", "sim.rng", "sim.traffic", "sim.zones", "sim.cache", "sim.node", "sim.workload")
+MODULES = ("sim.eventq", "sim.rng", "sim.traffic", "sim.zones", "sim.cache", "sim.node", "sim.workload",
+           "sim.proxy", "sim.backend", "sim.network")
 #: Written by setup.py next to this file: ``{module: sha256 of its source}``.
 STAMP = "_compiled.json"
 

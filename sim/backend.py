@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from . import dists
 from .eventq import later
+from .rng import Draws
 
 STATES = ("up", "down", "slow", "erroring")
 
@@ -61,8 +62,8 @@ class Backend:
         self.refused = 0
         self.max_queue = 0
         prefix = f"backend/{spec.address}"
-        self._service = spec.service_time.sampler(streams.get(prefix + "/service"))
-        self._size = spec.response_size.sampler(streams.get(prefix + "/size"))
+        self._service: Draws = spec.service_time.draws(streams.get(prefix + "/service"))
+        self._size: Draws = spec.response_size.draws(streams.get(prefix + "/size"))
         self._health_time = spec.health_time.sampler(streams.get(prefix + "/health"))
         self._stream_bytes = spec.stream_response_bytes.sampler(streams.get(prefix + "/stream"))
         codes = [c for c, _ in spec.status_mix]
@@ -94,7 +95,7 @@ class Backend:
         """Body size of ``uri``: drawn once, then the same for every request (and every node)."""
         size = self._sizes.get(uri)
         if size is None:
-            size = int(self._size())
+            size = int(self._size.next())
             if len(self._sizes) < 1_000_000:
                 self._sizes[uri] = size
         return size
@@ -126,7 +127,7 @@ class Backend:
 
     def _start(self, job) -> None:
         self.requests += 1
-        hold = job.start(self, self._service() * self.slow_factor)
+        hold = job.start(self, self._service.next() * self.slow_factor)
         later(self.env, hold, self._release, job)
 
     def _release(self, ev) -> None:

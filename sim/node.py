@@ -871,6 +871,7 @@ class Node:
             req.status = 0
             if req.done is not None:
                 req.done(req)
+            req.attempt = None  # (see below)
             return
         req.final = True
         if req.limit_conns:
@@ -894,6 +895,9 @@ class Node:
         done = req.done
         if done is not None:
             done(req)
+        # the request and its last attempt refer to each other: the cycle is broken here so
+        # that both go when the last reference does, not at the cyclic collector's next pass
+        req.attempt = None
 
     def discard(self, req: Request) -> None:
         """The request ends without a response (client gone)."""
@@ -913,6 +917,7 @@ class Node:
             w.requests_current -= 1
         if req.done is not None:
             req.done(req)
+        req.attempt = None  # as in _complete
 
     # --- lifecycle ------------------------------------------------------------------------------
 

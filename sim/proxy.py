@@ -16,8 +16,11 @@ created only when a request waits in a queue.
 
 from __future__ import annotations
 
+from typing import Any
+
 from simpy.events import Timeout
 
+from .eventq import FastQueue
 from .traffic import Request
 
 #: proxy_next_upstream keywords that name statuses
@@ -50,13 +53,13 @@ class Attempt:
         "conditional_version",
     )
 
-    def __init__(self, proxy, req, peer, upstream, link, pre_ms, keepalive):
+    def __init__(self, proxy: Proxy, req: Request, peer, upstream, link, pre_ms: float, keepalive: bool) -> None:
         self.proxy = proxy
         self.req = req
         self.peer = peer
         self.upstream = upstream
         self.link = link
-        self.t_start = proxy.env.now
+        self.t_start = proxy.fq.now
         self.pre_ms = pre_ms  # connect + request transfer
         self.abandoned = False
         self.started = False
@@ -67,19 +70,19 @@ class Attempt:
         self.total_ms = 0.0
         self.read_deadline = self.t_start + pre_ms + req.loc.proxy.read_timeout_ms
         self.keepalive = keepalive
-        self.conditional_version = None
+        self.conditional_version: Any = None  # the cached entry's version, for a conditional request
 
     # --- the backend's job protocol ----------------------------------------------------------
 
     def queued(self, backend) -> None:
         """The backend is busy: arm the read timeout, since the wait may exceed it."""
-        ev = Timeout(self.proxy.env, self.read_deadline - self.proxy.env.now, self)
+        ev = Timeout(self.proxy.env, self.read_deadline - self.proxy.fq.now, self)
         ev.callbacks.append(self.proxy._read_timeout)
 
     def start(self, backend, service_ms: float) -> float:
         """A slot is ours: decide the response; return how long the slot stays held."""
         self.started = True
-        env_now = self.proxy.env.now
+        env_now = self.proxy.fq.now
         req = self.req
         wait = env_now - self.t_start  # time already spent (connect, queueing)
         pre = self.pre_ms if wait < self.pre_ms else 0.0
@@ -115,6 +118,8 @@ class Proxy:
     def __init__(self, node):
         self.node = node
         self.env = node.env
+        self.fq: FastQueue = node.fq
+        self.attempts = 0  # connections tried to peers (every try of every request)
         self.network = node.network
         self.backend_of = node.backend_of
 
@@ -128,12 +133,12 @@ class Proxy:
         tries = req.loc.proxy.next_upstream_tries
         if tries and tries < req.tries_left:
             req.tries_left = tries
-        req.first_try_at = self.env.now
+        req.first_try_at = self.fq.now
         self._try(req)
 
     def _try(self, req: Request) -> None:
         up = req.upstream
-        now = self.env.now
+        now = self.fq.now
         peer = up.select(req.tried, req.client_ip if up.method == "ip_hash" else self._hash_key(req), now)
         if peer is None:
             if up.queue_max is not None and not req.tried:
@@ -152,6 +157,7 @@ class Proxy:
     def _connect(self, req: Request, peer) -> None:
         up = req.upstream
         node = self.node
+        self.attempts += 1
         peer.requests += 1
         peer.active += 1
         peer.sent += req.req_bytes
@@ -210,7 +216,7 @@ class Proxy:
 
     def _attempt_done(self, att: Attempt) -> None:
         req, peer, up = att.req, att.peer, att.upstream
-        now = self.env.now
+        now = self.fq.now
         status = att.status
         peer.count_response(status, att.size, att.header_ms, att.total_ms)
         self._release(peer, up)
@@ -230,7 +236,7 @@ class Proxy:
         self.node.upstream_response(req, status, att.size)
 
     def _attempt_failed(self, req, peer, kind: str, att) -> None:
-        now = self.env.now
+        now = self.fq.now
         peer.note_failure(now)
         self._release(peer, req.upstream)
         if kind in req.loc.proxy.next_upstream and self._may_retry(req):
@@ -250,7 +256,7 @@ class Proxy:
         if req.tries_left <= 0:
             return False
         limit = req.loc.proxy.next_upstream_timeout_ms
-        if limit and self.env.now - req.first_try_at >= limit:
+        if limit and self.fq.now - req.first_try_at >= limit:
             return False
         return True
 
@@ -283,7 +289,7 @@ class Proxy:
 
     def _drain_queue(self, up) -> None:
         q = up.queue
-        now = self.env.now
+        now = self.fq.now
         while q:
             req = q[0]
             if not req.waiting:
