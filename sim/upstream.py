@@ -386,6 +386,11 @@ class Upstream:
         )
         self.backup_balancer = make_balancer("round_robin", rng=rng)
         self.single = False
+        # what select() passes to the balancer: one bound method for the upstream's life, which
+        # reads the attempt's tried set and time from these two fields (no closure per call)
+        self._sel_tried = frozenset()
+        self._sel_now = 0.0
+        self._eligible_cb = self._eligible
         # queue (http only)
         self.queue_max = conf.queue_size
         self.queue_timeout_ms = conf.queue_timeout_ms
@@ -617,20 +622,9 @@ class Upstream:
 
     def select(self, tried, key, now: float) -> Peer | None:
         """Choose a peer for one attempt, or None when no peer can take it now."""
-
-        def eligible(p: Peer) -> bool:
-            if p._unavail_until is not None:
-                # close an unavail period that ran out, so a slow_start ramp is in place before
-                # the balancer reads this peer's weights
-                p._sync(now)
-            if p.down or p.drain or p.hc_state is not None or p in tried:
-                return False
-            if p.max_conns and p.active >= p.max_conns:
-                return False
-            if p._fails and p.max_fails and p._fails >= p.max_fails and not self.single:
-                return now - p.checked > p.fail_timeout_ms
-            return True
-
+        self._sel_tried = tried
+        self._sel_now = now
+        eligible = self._eligible_cb
         peer = self.balancer.select(self.primary, eligible, key, now)
         if peer is None and self.backups:
             peer = self.backup_balancer.select(self.backups, eligible, key, now)
@@ -638,6 +632,21 @@ class Upstream:
             peer._sync(now)
             peer.note_selected(now)
         return peer
+
+    def _eligible(self, p: Peer) -> bool:
+        """Whether ``p`` may take the attempt :meth:`select` is choosing for."""
+        now = self._sel_now
+        if p._unavail_until is not None:
+            # close an unavail period that ran out, so a slow_start ramp is in place before
+            # the balancer reads this peer's weights
+            p._sync(now)
+        if p.down or p.drain or p.hc_state is not None or p in self._sel_tried:
+            return False
+        if p.max_conns and p.active >= p.max_conns:
+            return False
+        if p._fails and p.max_fails and p._fails >= p.max_fails and not self.single:
+            return now - p.checked > p.fail_timeout_ms
+        return True
 
     def tries_allowed(self) -> int:
         """nginx's per-request try count: the non-down primaries plus the backups."""
