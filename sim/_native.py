@@ -46,17 +46,38 @@ def _has_extension(module: str) -> bool:
 
 
 class _SourceFirst:
-    """A meta path finder that loads the hot-path modules from their ``.py`` files."""
+    """A meta path finder that loads the named ``sim`` modules from their ``.py`` files."""
+
+    def __init__(self, names) -> None:
+        self.names = frozenset(names)
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname in MODULES:
+        if fullname in self.names:
             return importlib.util.spec_from_file_location(fullname, source_path(fullname))
         return None
+
+
+def leftovers() -> list[str]:
+    """``sim`` modules with an extension beside them that are not in :data:`MODULES`: left by
+    an older build (the module has left the list since), so never to be imported."""
+    found = []
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for ext in _HERE.glob("*" + suffix):
+            name = "sim." + ext.name[: -len(suffix)]
+            if name not in MODULES and source_path(name).is_file():
+                found.append(name)
+    return sorted(set(found))
+
+
+def _load_from_source(names) -> None:
+    if names and not any(isinstance(f, _SourceFirst) and f.names >= frozenset(names) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFirst(names))
 
 
 def choose() -> str:
     """Decide, once, whether the compiled extensions may be imported; returns :data:`MODE`."""
     global MODE
+    _load_from_source(leftovers())
     built = [m for m in MODULES if _has_extension(m)]
     if not built:
         MODE = "pure: not compiled"
@@ -82,6 +103,5 @@ def choose() -> str:
             RuntimeWarning,
             stacklevel=2,
         )
-    if not any(isinstance(f, _SourceFirst) for f in sys.meta_path):
-        sys.meta_path.insert(0, _SourceFirst())
+    _load_from_source(MODULES + tuple(leftovers()))
     return MODE

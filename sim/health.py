@@ -25,7 +25,6 @@ generator process is created per check or per peer.
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Callable, Mapping
 
 from simpy.events import Timeout
@@ -138,17 +137,16 @@ class HealthRegistry:
     check has not decided yet (mandatory), else it has no health-check state.
     """
 
-    _of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
     def __init__(self):
         self._verdicts: dict = {}  # peer -> {checker: "checking" | "unhealthy"}
 
     @classmethod
     def of(cls, upstream) -> HealthRegistry:
-        """The registry shared by every checker of ``upstream`` (created on first use)."""
-        reg = cls._of.get(upstream)
+        """The registry shared by every checker of ``upstream`` (created on first use and kept
+        by the upstream, so it lives exactly as long)."""
+        reg = upstream.health_registry
         if reg is None:
-            reg = cls._of[upstream] = cls()
+            reg = upstream.health_registry = cls()
         return reg
 
     def verdicts(self, peer) -> dict:

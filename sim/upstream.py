@@ -27,6 +27,7 @@ import re
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from . import errors
 from .balancer import make_balancer
@@ -73,7 +74,7 @@ def _is_name(host: str) -> bool:
     return False
 
 
-def _with_port(ip: str, port: int) -> str:
+def _with_port(ip: str, port: int | None) -> str:
     return f"[{ip}]:{port}" if ":" in ip and not ip.startswith("[") else f"{ip}:{port}"
 
 
@@ -132,7 +133,7 @@ class Peer:
         self.header_time: float | None = None
         self.response_time: float | None = None
         # TLS to upstreams (proxy_pass https://) is not modelled: no peer has ssl counters
-        self.ssl = None
+        self.ssl: Any = None
         # stream peers
         self.connections = 0
         self.connect_time: float | None = None
@@ -226,7 +227,9 @@ class Peer:
         if state is not None and not was_down:
             self._down_since = now
         elif state is None and was_down and not self.is_unavail(now):
-            self._downtime += now - self._down_since
+            since = self._down_since
+            if since is not None:  # (was_down says it is)
+                self._downtime += now - since
             self._down_since = None
             if prev == "unhealthy" and self.slow_start_ms and not self.upstream.single:
                 self._begin_ramp(now)
@@ -375,7 +378,7 @@ class Upstream:
         self.backups: list[Peer] = []
         self.has_backup_list = any(s.backup for s in conf.servers)
         self._next_id = 0
-        self.balancer = make_balancer(
+        self.balancer: Any = make_balancer(
             conf.method,
             rng=rng,
             hash_consistent=conf.hash_consistent,
@@ -384,11 +387,11 @@ class Upstream:
             random_two=conf.random_two,
             random_method=conf.random_method,
         )
-        self.backup_balancer = make_balancer("round_robin", rng=rng)
+        self.backup_balancer: Any = make_balancer("round_robin", rng=rng)
         self.single = False
         # what select() passes to the balancer: one bound method for the upstream's life, which
         # reads the attempt's tried set and time from these two fields (no closure per call)
-        self._sel_tried = frozenset()
+        self._sel_tried: Any = frozenset()  # a set or frozenset of peers
         self._sel_now = 0.0
         self._eligible_cb = self._eligible
         # queue (http only)
@@ -409,10 +412,15 @@ class Upstream:
         self.parents: list[Peer] = []
         self._resolve_confs: dict[int, ServerConf] = {}
         self._resolve_due: dict[int, float] = {}
-        self.resolver = None
+        self.resolver: Any = None  # the node's Resolver, once it starts resolving
         self.address_of: Callable[[str], str] | None = None
         #: set by the node: health checks take on a peer that resolution added
         self.on_peer_added: Callable[[Peer], None] | None = None
+        #: the health checks' shared verdicts on this upstream's peers (sim.health.HealthRegistry)
+        self.health_registry: Any = None
+        #: an observer called with the outcome of every select() (a peer, or None), for traces
+        #: and tests (compiled methods cannot be wrapped)
+        self.on_select: Callable[[Peer | None], Any] | None = None
         self._resolving = False
         self._timer_at: float | None = None
         self._timer_token = 0
@@ -445,16 +453,14 @@ class Upstream:
             # due at once: the first resolution happens when the node starts resolving
             self._resolve_due[parent.id] = now
             return parent
-        addrs = self._addresses_for(conf)
-        first = None
-        for addr in addrs:
+        added: list[Peer] = []
+        for addr in self._addresses_for(conf):  # (always at least one address)
             peer = Peer(self, self._next_id, conf, addr, now)
             self._next_id += 1
             self.peers.append(peer)
             (self.backups if conf.backup else self.primary).append(peer)
-            if first is None:
-                first = peer
-        return first
+            added.append(peer)
+        return added[0]
 
     def _rebuild(self) -> None:
         self.epoch += 1
@@ -543,7 +549,7 @@ class Upstream:
             self._rebuild()
         self._schedule()
 
-    def _address(self, entry: str, port: int) -> str:
+    def _address(self, entry: str, port: int | None) -> str:
         return _with_port(self.address_of(entry) if self.address_of is not None else entry, port)
 
     def _lookup(self, conf: ServerConf, now: float) -> tuple[list[str] | None, float]:
@@ -631,6 +637,8 @@ class Upstream:
         if peer is not None:
             peer._sync(now)
             peer.note_selected(now)
+        if self.on_select is not None:
+            self.on_select(peer)
         return peer
 
     def _eligible(self, p: Peer) -> bool:
@@ -681,7 +689,7 @@ class Upstream:
             common |= {"route", "drain"}
         return common
 
-    def _validate(self, body: dict, *, creating: bool) -> dict:
+    def _validate(self, body: Any, *, creating: bool) -> dict:
         """Check a server object from the API; returns normalised values, raising nginx's errors."""
         if not isinstance(body, dict):
             raise errors.UpstreamConfFormatError("nested object or list")
@@ -791,7 +799,7 @@ class Upstream:
             port_s = "80"
         return f"{host_txt}:{port_s}", host, int(port_s), is_name
 
-    def add_server(self, body: dict, *, has_resolver: bool) -> Peer:
+    def add_server(self, body: Any, *, has_resolver: bool) -> Peer:
         if self.zone is None:
             raise errors.UpstreamStatic("upstream is static")
         vals = self._validate(body, creating=True)
@@ -835,7 +843,7 @@ class Upstream:
             self.on_peer_added(peer)  # health checks take the new server on
         return peer
 
-    def patch_server(self, pid: int, body: dict) -> Peer:
+    def patch_server(self, pid: int, body: Any) -> Peer:
         if self.zone is None:
             raise errors.UpstreamStatic("upstream is static")
         peer = self.peer(pid)

@@ -103,3 +103,16 @@ def test_a_build_missing_one_module_is_not_used_for_the_others(tmp_path):
     lines = python(REPORT, path=tmp_path).stdout.splitlines()
     assert lines[0] == "pure: no compiled copy of sim.zones"
     assert all(line.endswith(".py") for line in lines[1:])
+
+
+@needs_build
+def test_an_extension_left_by_an_older_build_for_a_module_not_compiled_now_is_ignored(tmp_path):
+    # a module that has left MODULES keeps its extension from the last build that compiled it;
+    # the shared library of a newer build lacks its code, so it must load from its source
+    copy = installed_copy(tmp_path)
+    ext = next(p for p in copy.glob("zones.*") if p.suffix != ".py")
+    shutil.copy(ext, copy / ext.name.replace("zones", "arrivals", 1))
+    code = REPORT + "; import sim.arrivals; print(sim.arrivals.__file__); print(n.leftovers())"
+    lines = python(code, path=tmp_path).stdout.splitlines()
+    assert lines[0] == "compiled" and not lines[1].endswith(".py")
+    assert lines[3].endswith("arrivals.py") and lines[4] == "['sim.arrivals']"

@@ -52,14 +52,7 @@ class Client:
         self.zone = self.node.server_zones["site"]
         self.done: list[tuple[float, int]] = []
         self.picks: list[str | None] = []
-        select = self.up.select
-
-        def recording_select(tried, key, now):
-            peer = select(tried, key, now)
-            self.picks.append(None if peer is None else peer.name)
-            return peer
-
-        self.up.select = recording_select
+        self.up.on_select = lambda peer: self.picks.append(None if peer is None else peer.name)
 
     def send(self):
         conn = self.node.open_conn()

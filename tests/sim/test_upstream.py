@@ -54,14 +54,7 @@ class Client:
         self.up = self.node.upstreams["backend"]
         self.done: list[tuple[float, int]] = []
         self.picks: list[str | None] = []
-        select = self.up.select
-
-        def recording_select(tried, key, now):
-            peer = select(tried, key, now)
-            self.picks.append(None if peer is None else peer.name)
-            return peer
-
-        self.up.select = recording_select
+        self.up.on_select = lambda peer: self.picks.append(None if peer is None else peer.name)
 
     def send(self, uri: str = "/", ip: str = "10.9.0.1"):
         conn = self.node.open_conn()
