@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300_000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating measurements of both; the median ratio is reported")
     ap.add_argument("--paths", type=int, default=None,
-                    help="URL count instead of the scenario's (1: nearly every request is a cache hit)")
+                    help="URL count instead of the scenario's (1: nearly every request is a cache hit; "
+                         "1000000: nearly every one is a miss)")
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS at 1M and 5M requests")
     args = ap.parse_args()
     print(f"hot path:              {native.MODE}")

@@ -21,11 +21,6 @@ _N_BOUNDS = len(LAT_BOUNDS)
 _LOG_BASE = math.log(1.08)
 
 
-def sim_now(env: Any) -> float:
-    """``env.now``, read without calling simpy's property (a Python-level call per read)."""
-    return env._now
-
-
 class Worker:
     """A worker process: the connections and requests it handles (``/workers/``, API 9)."""
 
