@@ -70,7 +70,6 @@ class FastQueue:
     :func:`step`), so the model reads the time as a plain field."""
 
     def __init__(self, env: Any) -> None:
-        self.env = env
         self.heap: list[FastEvent] = []
         self.now = float(env._now)
         self.eids: Any = env._eid  # simpy's id counter, shared: one order for both heaps
@@ -157,22 +156,9 @@ def step(env: Any, fq: FastQueue) -> None:
 
 def run(env: Any, fq: FastQueue) -> None:
     """Process events until one raises (simpy's ``StopSimulation`` at the end of a run, or
-    ``EmptySchedule``): what simpy's run loop does with ``step``, without a call per event."""
-    q: list[Any] = env._queue
-    heap = fq.heap
+    ``EmptySchedule``): what simpy's run loop does, with each step a C call."""
     while True:
-        if heap and not (q and _simpy_first(q, heap[0])):
-            f = fq.pop()
-            t = f.t
-            env._now = t
-            fq.now = t
-            f.fire()
-        elif q:
-            t2: float = q[0][0]
-            fq.now = t2
-            _simpy_step(env)
-        else:
-            raise EmptySchedule()
+        step(env, fq)
 
 
 def peek(env: Any, fq: FastQueue) -> float:

@@ -75,22 +75,19 @@ class Draws:
         self.i = 0
         return values
 
-    def next(self) -> float:
+    def _take(self) -> Any:
         i = self.i
         values = self.values
         if i >= len(values):
             values = self._refill()
             i = 0
         self.i = i + 1
-        v: float = values[i]
+        return values[i]
+
+    def next(self) -> float:
+        v: float = self._take()
         return v
 
     def next_int(self) -> int:
-        i = self.i
-        values = self.values
-        if i >= len(values):
-            values = self._refill()
-            i = 0
-        self.i = i + 1
-        v: int = values[i]
+        v: int = self._take()
         return v
