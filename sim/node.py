@@ -869,9 +869,7 @@ class Node:
             # the process that took this request has crashed: the client saw its connection reset
             req.final = True
             req.status = 0
-            if req.done is not None:
-                req.done(req)
-            req.attempt = None  # (see below)
+            self._hand_back(req)
             return
         req.final = True
         if req.limit_conns:
@@ -892,11 +890,16 @@ class Node:
         if w is not None:
             w.requests_current -= 1
         self.latency.add(self.fq.now - req.t0)
+        self._hand_back(req)
+
+    @staticmethod
+    def _hand_back(req: Request) -> None:
+        """The request has ended (answered, reset or discarded): tell its client. The request
+        and its last attempt refer to each other; the cycle is broken here so that both go when
+        the last reference does, not at the cyclic collector's next pass."""
         done = req.done
         if done is not None:
             done(req)
-        # the request and its last attempt refer to each other: the cycle is broken here so
-        # that both go when the last reference does, not at the cyclic collector's next pass
         req.attempt = None
 
     def discard(self, req: Request) -> None:
@@ -915,9 +918,7 @@ class Node:
         w = req.worker
         if w is not None:
             w.requests_current -= 1
-        if req.done is not None:
-            req.done(req)
-        req.attempt = None  # as in _complete
+        self._hand_back(req)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from sim import cluster, scenario
@@ -149,25 +150,8 @@ def test_seed_given_to_the_scenario_and_to_the_cluster_are_the_same_thing():
     assert dump(cl) == run(8)
 
 
-def test_batched_draws_hand_out_one_numpy_draw_in_order_and_draw_again_only_when_used_up():
-    from sim.rng import Batched, Streams
-
-    calls = []
-    gen = Streams(5).get("x")
-
-    def draw(n):
-        calls.append(n)
-        return gen.random(n)
-
-    nxt = Batched(draw, 3)
-    assert calls == []  # nothing is drawn before the first value is asked for
-    got = [nxt() for _ in range(7)]
-    assert calls == [3, 3, 3]
-    assert got == Streams(5).get("x").random(9).tolist()[:7]
-    assert all(type(v) is float for v in got)
-
-
-def test_draws_give_the_values_batched_gives_in_the_same_batches():
+@pytest.mark.parametrize("form", ["Batched", "Draws"])
+def test_batched_draws_hand_out_one_numpy_draw_in_order_and_draw_again_only_when_used_up(form):
     from sim.rng import Batched, Draws, Streams
 
     calls = []
@@ -177,12 +161,17 @@ def test_draws_give_the_values_batched_gives_in_the_same_batches():
         calls.append(n)
         return gen.random(n)
 
-    d = Draws(draw, 3)
-    assert calls == []
-    got = [d.next() for _ in range(7)]
+    nxt = Batched(draw, 3) if form == "Batched" else Draws(draw, 3).next
+    assert calls == []  # nothing is drawn before the first value is asked for
+    got = [nxt() for _ in range(7)]
     assert calls == [3, 3, 3]
-    ref = Batched(Streams(5).get("x").random, 3)
-    assert got == [ref() for _ in range(7)]
+    assert got == Streams(5).get("x").random(9).tolist()[:7]
+    assert all(type(v) is float for v in got)
+
+
+def test_draws_hand_out_integer_draws_as_ints():
+    from sim.rng import Draws, Streams
+
     ints = Draws(lambda n: Streams(6).get("y").integers(0, 100, n), 4)
     got_ints = [ints.next_int() for _ in range(4)]
     assert got_ints == Streams(6).get("y").integers(0, 100, 4).tolist()
