@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, Router
 
-from sim.errors import SimError
+from sim.core.errors import SimError
 
 from . import render
 from . import versions as V
@@ -276,7 +276,7 @@ class ApiTraffic:
     """API requests as traffic on the node, through the node's own request path.
 
     Each request opens a client connection (closed after the response: API clients are counted
-    as non-keepalive), then :meth:`sim.node.Node.handle` routes it to the API location, counting
+    as non-keepalive), then :meth:`sim.node.node.Node.handle` routes it to the API location, counting
     the worker's request, the server and location zones and applying ``limit_conn`` and
     ``limit_req``. The node hands a request reaching an ``api`` location to the request's own
     ``api_handler``, here a recorder, so a request the node did not answer itself is ours to

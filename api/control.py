@@ -3,7 +3,7 @@
 Not part of NGINX Plus: this is the test bench's own handle on the live model. It lists the
 nodes and where they listen, reports sim time and the pacer's lag, injects and heals faults
 with the same actions (and the same fields) as a scenario's ``faults:`` list (applied by
-:func:`sim.faults.apply_fault`), and reloads a node, optionally with a new nginx.conf.
+:func:`sim.cluster.faults.apply_fault`), and reloads a node, optionally with a new nginx.conf.
 Every change runs inside the pacer, at the current sim time. docs/live.md lists the endpoints.
 """
 
@@ -17,9 +17,10 @@ from pydantic import ValidationError
 from simpy.events import Timeout
 from starlette.responses import Response
 
-from sim import config as nginx_config
-from sim.faults import apply_fault
-from sim.scenario import FaultModel
+from sim.cluster.faults import apply_fault
+from sim.cluster.scenario import FaultModel
+from sim.conf import config as nginx_config
+from sim.conf import reader as conf_reader
 
 NODE_ACTIONS = ("crash_node", "restart_node", "crash_worker", "reload", "clock_offset")
 
@@ -171,7 +172,7 @@ def create_control_app(live) -> FastAPI:
         conf = None
         if text is not None:
             try:
-                conf = nginx_config.loads(text, filename=f"<control:{name}>", base_dir=".")
+                conf = conf_reader.loads(text, filename=f"<control:{name}>", base_dir=".")
             except nginx_config.ConfigError as e:
                 raise ControlError(400, f"nginx_conf: {e}") from None
 

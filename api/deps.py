@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi import params as fastapi_params
 from starlette.responses import Response
 
-from sim.config import LocationConf
+from sim.conf.config import LocationConf
 
 from . import render
 from . import versions as V
@@ -69,7 +69,7 @@ class ApiLocation:
     """Where the ``api`` directive sits in the node's configuration."""
 
     server_index: int
-    server: Any  # sim.config.HttpServerConf
+    server: Any  # sim.conf.config.HttpServerConf
     location: LocationConf
 
 

@@ -1,6 +1,6 @@
 """Errors of the NGINX Plus API: the one table from error code to HTTP status, and their bodies.
 
-The model raises :class:`sim.errors.SimError` subclasses named after NGINX's codes, with nginx's
+The model raises :class:`sim.core.errors.SimError` subclasses named after NGINX's codes, with nginx's
 wording and no HTTP status; the API layer raises :class:`ApiError` for what it checks itself
 (unknown version or path, read-only API, bodies that are not JSON ...). Both become the NGINX
 error object (``{"error": {"status", "text", "code"}, "request_id", "href"}``, with ``path`` and
@@ -14,7 +14,7 @@ What nginx itself answers outside the API module (``allow``/``deny``, ``limit_re
 
 from __future__ import annotations
 
-from sim.errors import SimError
+from sim.core.errors import SimError
 
 from . import versions as V
 

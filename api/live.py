@@ -7,9 +7,9 @@ other thread touches it (see DESIGN.md section 4).
 
 * **HTTP** (:class:`_HttpConnection`): a small HTTP/1.1 server of our own on asyncio
   protocols (keep-alive, pipelining, ``Content-Length`` and chunked bodies). One TCP connection
-  is one client connection of the node (:meth:`sim.node.Node.open_conn`). Each request is
+  is one client connection of the node (:meth:`sim.node.node.Node.open_conn`). Each request is
   handed to the pacer, which injects it at ``env.now`` right after advancing the clock, through
-  :meth:`sim.node.Node.handle`; the client gets the simulated status and a body of the
+  :meth:`sim.node.node.Node.handle`; the client gets the simulated status and a body of the
   simulated size when the simulated response completes. ``api`` locations reach the node's
   FastAPI app and ``root``/``alias`` locations the disk through the node's ``api_hook``, so
   every live request counts in the node's counters like a simulated one.
@@ -38,7 +38,7 @@ from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import unquote
 
-from sim.routing import _name_matches
+from sim.http.routing import _name_matches
 
 SERVER_HEADER = "nginx"
 MAX_HEADER_BYTES = 64 * 1024
@@ -266,7 +266,7 @@ def _resolve(fut: asyncio.Future) -> None:
 class Binding:
     """One socket of one node: where it is bound and which config listens it stands for."""
 
-    node: object  # sim.node.Node
+    node: object  # sim.node.node.Node
     kind: str  # "http" | "stream"
     port: int  # the config's port (what the model sees)
     bind_address: str
@@ -1026,7 +1026,7 @@ class _StreamConnection(asyncio.Protocol):
 
 
 class LiveCluster:
-    """A :class:`sim.cluster.Cluster` served on loopback: nodes, pacer and control endpoint."""
+    """A :class:`sim.cluster.cluster.Cluster` served on loopback: nodes, pacer and control endpoint."""
 
     def __init__(self, cluster, *, speed: float = 1.0, port_offset: int | None = None,
                  address_base: str | None = None, control_host: str = "127.0.0.1", control_port: int = 0,

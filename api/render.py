@@ -22,8 +22,8 @@ from functools import lru_cache
 
 import orjson
 
-from sim.clock import iso_s
-from sim.upstream import DOWNISH
+from sim.core.clock import iso_s
+from sim.upstream.upstream import DOWNISH
 
 from . import versions as V
 
@@ -196,7 +196,7 @@ def ssl(counters, version: int, kind: str = "ssl") -> dict:
 
 
 def slab(pool, version: int) -> dict:
-    """``/slabs/{zone}`` from a :class:`sim.slabs.SlabPool`."""
+    """``/slabs/{zone}`` from a :class:`sim.zones.slabs.SlabPool`."""
     return pool.stats()
 
 
@@ -464,7 +464,7 @@ class UpstreamBodies:
     Monitoring clients poll the same upstream over and over, and rendering every peer costs
     more than the rest of the request. A body is reused only for the same upstream object (a
     reload builds new ones), API version and ``fields``, the same node clock (epoch and offset),
-    and the same :attr:`sim.upstream.Upstream.epoch`, which the model bumps on every change a
+    and the same :attr:`sim.upstream.upstream.Upstream.epoch`, which the model bumps on every change a
     rendered upstream can show (counters, states, configuration, servers added or removed,
     statistics reset, health-check results). What time alone changes is keyed on sim time: while
     a peer is ``unavail``, ``checking`` or ``unhealthy``, or shows a ``downstart``, its state and
@@ -722,7 +722,7 @@ def stream_limit_conns(node) -> dict:
 
 
 def slab_pools(node) -> dict:
-    """Shared memory zone name -> :class:`sim.slabs.SlabPool`, with the zones' current use."""
+    """Shared memory zone name -> :class:`sim.zones.slabs.SlabPool`, with the zones' current use."""
     return node.slab_pools()
 
 

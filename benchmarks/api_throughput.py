@@ -61,7 +61,7 @@ workloads:
 def build_node():
     """The benchmarked node, after 5 simulated seconds of traffic through its 32 peers."""
     sys.path.insert(0, str(ROOT))
-    from sim import cluster, scenario
+    from sim.cluster import cluster, scenario
 
     servers = "\n".join(f"      server 10.1.0.{i + 1}:80;" for i in range(PEERS))
     sc = scenario.loads(SCENARIO % servers, filename="api_throughput.yaml")

@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sim import _native as native  # noqa: E402
-from sim import scenario as scenario_mod  # noqa: E402
-from sim.cluster import Cluster  # noqa: E402
+from sim.cluster import scenario as scenario_mod  # noqa: E402
+from sim.cluster.cluster import Cluster  # noqa: E402
 
 
 def bare_simpy_rate(n_events: int = 1_000_000) -> float:

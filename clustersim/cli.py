@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from sim import scenario as scenario_mod
-from sim.cluster import Cluster
+from sim.cluster import scenario as scenario_mod
+from sim.cluster.cluster import Cluster
 
 
 def _progress(cluster: Cluster, steps: int = 40, stream=sys.stderr) -> None:

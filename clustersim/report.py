@@ -17,7 +17,7 @@ import orjson
 import yaml
 
 from api.render import node_state
-from sim.metrics import COLUMNS
+from sim.checks.metrics import COLUMNS
 
 _OPS = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge, ">": operator.gt}
 

@@ -71,8 +71,8 @@ def _serve_options(p) -> None:
 
 def cmd_serve(args) -> int:
     from api.live import LiveCluster, LiveError, serve
-    from sim import scenario as scenario_mod
-    from sim.cluster import Cluster
+    from sim.cluster import scenario as scenario_mod
+    from sim.cluster.cluster import Cluster
 
     try:
         sc = scenario_mod.load(args.scenario, seed=args.seed)

@@ -1,5 +1,5 @@
 """The cluster model: a simpy simulation of NGINX Plus nodes and the backends behind them."""
 
-from ._native import choose as _choose
+from sim._native import choose as _choose
 
 _choose()

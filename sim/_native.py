@@ -22,8 +22,8 @@ import warnings
 from pathlib import Path
 
 #: The modules compiled at install time: the ones a simulated request runs through.
-MODULES = ("sim.eventq", "sim.rng", "sim.traffic", "sim.zones", "sim.cache", "sim.node", "sim.workload",
-           "sim.proxy", "sim.backend", "sim.network")
+MODULES = ("sim.core.eventq", "sim.core.rng", "sim.http.traffic", "sim.zones.status", "sim.http.cache", "sim.node.node", "sim.workload.clients",
+           "sim.http.proxy", "sim.cluster.backend", "sim.cluster.network")
 #: Written by setup.py next to this file: ``{module: sha256 of its source}``.
 STAMP = "_compiled.json"
 
@@ -33,7 +33,8 @@ MODE = "pure: not compiled"
 
 
 def source_path(module: str) -> Path:
-    return _HERE / (module.rpartition(".")[2] + ".py")
+    """``sim.core.eventq`` -> ``.../sim/core/eventq.py``."""
+    return _HERE.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def source_hash(module: str) -> str:
@@ -41,8 +42,8 @@ def source_hash(module: str) -> str:
 
 
 def _has_extension(module: str) -> bool:
-    stem = module.rpartition(".")[2]
-    return any((_HERE / (stem + suffix)).exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+    source = source_path(module)
+    return any(source.with_name(source.stem + suffix).exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES)
 
 
 class _SourceFirst:
@@ -62,8 +63,9 @@ def leftovers() -> list[str]:
     an older build (the module has left the list since), so never to be imported."""
     found = []
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        for ext in _HERE.glob("*" + suffix):
-            name = "sim." + ext.name[: -len(suffix)]
+        for ext in _HERE.rglob("*" + suffix):
+            parts = ext.relative_to(_HERE).parts
+            name = ".".join(("sim", *parts[:-1], parts[-1][: -len(suffix)]))
             if name not in MODULES and source_path(name).is_file():
                 found.append(name)
     return sorted(set(found))

@@ -1,6 +1,6 @@
 """``/http/keyvals/`` and ``/stream/keyvals/`` (2+): read, add, change and empty keyval zones.
 
-The zone (:class:`sim.keyval.KeyvalZone`) applies nginx's rules and wording; up to API 4 a value
+The zone (:class:`sim.zones.keyval.KeyvalZone`) applies nginx's rules and wording; up to API 4 a value
 may not be an object, from 5 on ``{"value": ..., "expire": ms}`` is accepted.
 """
 

@@ -1,6 +1,6 @@
 """``/http/upstreams/`` and ``/stream/upstreams/``: statistics, and servers added, changed and removed.
 
-Server changes go through the model (:meth:`sim.upstream.Upstream.add_server` and friends), which
+Server changes go through the model (:meth:`sim.upstream.upstream.Upstream.add_server` and friends), which
 validates the server object with nginx's rules and raises nginx's codes; a server added at run
 time is handed to the node so that health checks take it on. Upstream objects are encoded through
 the node's :class:`api.render.UpstreamBodies`, which reuses a body while the model has not changed.

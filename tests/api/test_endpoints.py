@@ -20,7 +20,7 @@ from jsonschema import Draft202012Validator
 from api import render
 from api import versions as V
 from api.app import create_app
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 FULL = """
 seed: 11
@@ -425,7 +425,7 @@ def test_render_module_imports_no_web_framework():
 
 
 def test_histogram_buckets_follow_the_models_bounds():
-    from sim.upstream import HIST_BOUNDS
+    from sim.upstream.upstream import HIST_BOUNDS
 
     keys = list(render._hist_buckets(list(range(len(HIST_BOUNDS)))))
     assert keys == [str(b) if b != float("inf") else "inf" for b in HIST_BOUNDS]

@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-import sim.errors
-import sim.keyval
+import sim.core.errors
+import sim.zones.keyval
 from api import errors as api_errors
 from api import versions as V
 from api.app import create_app
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 NODE = """
 seed: 21
@@ -266,8 +266,8 @@ def test_a_service_server_address_cannot_be_patched(client):
 
 
 def test_every_model_error_maps_to_a_status_in_the_one_table():
-    base = sim.errors.SimError
-    model_errors = [obj for mod in (sim.errors, sim.keyval) for obj in vars(mod).values()
+    base = sim.core.errors.SimError
+    model_errors = [obj for mod in (sim.core.errors, sim.zones.keyval) for obj in vars(mod).values()
                     if isinstance(obj, type) and issubclass(obj, base) and obj is not base]
     assert len(model_errors) > 30
     for cls in model_errors:

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from api import render
 from api.app import create_app
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 QUIET = """
 seed: 1

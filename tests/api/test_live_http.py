@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from api.live import LiveCluster, LiveError
-from sim import scenario
-from sim.cluster import Cluster
+from sim.cluster import scenario
+from sim.cluster.cluster import Cluster
 
 _bases = itertools.count(1)
 

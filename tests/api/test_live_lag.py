@@ -12,8 +12,8 @@ import pytest
 from simpy.events import Timeout
 
 from api.live import Pacer, _HttpConnection
-from sim import scenario
-from sim.cluster import Cluster
+from sim.cluster import scenario
+from sim.cluster.cluster import Cluster
 
 CONF = """
 http {

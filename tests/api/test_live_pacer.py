@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from simpy.events import Timeout
 
 from api.live import LagStats, Pacer
-from sim import scenario
-from sim.cluster import Cluster
+from sim.cluster import scenario
+from sim.cluster.cluster import Cluster
 
 CONF = """
 http {

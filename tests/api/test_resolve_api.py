@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 NODE = """
 seed: 5

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from api import render
 from api.app import create_app
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 TWO_PEERS = """
 seed: 31

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from api import render
 from api.app import create_app
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 WORLD = """
 seed: 3

@@ -1,4 +1,4 @@
-"""Peer selection by each of NGINX's load-balancing methods (sim.balancer)."""
+"""Peer selection by each of NGINX's load-balancing methods (sim.upstream.balancer)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.balancer import (
+from sim.upstream.balancer import (
     ConsistentHash,
     Hash,
     IpHash,

@@ -10,7 +10,9 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.cache import (
+from sim.conf.config import CachePathConf, CacheValid, ProxyConf
+from sim.core.rng import Streams
+from sim.http.cache import (
     KEYS_PER_MIB,
     LOADER_DELAY_MS,
     MIB,
@@ -23,8 +25,6 @@ from sim.cache import (
     failure_kind,
     valid_for,
 )
-from sim.config import CachePathConf, CacheValid, ProxyConf
-from sim.rng import Streams
 
 HIT, MISS, EXPIRED, STALE = CacheStatus.HIT, CacheStatus.MISS, CacheStatus.EXPIRED, CacheStatus.STALE
 UPDATING, REVALIDATED, BYPASS = CacheStatus.UPDATING, CacheStatus.REVALIDATED, CacheStatus.BYPASS

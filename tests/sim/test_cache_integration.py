@@ -1,4 +1,4 @@
-"""The proxy cache through a whole node (sim.node's cache glue + sim.cache + sim.proxy + backends).
+"""The proxy cache through a whole node (sim.node.node's cache glue + sim.http.cache + sim.http.proxy + backends).
 
 The worlds here have 1 ms one-way links with infinite bandwidth; backends serve in a constant
 10 ms and every response is 3896 body + 200 header bytes = 4096 bytes, one file-system block.
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from simpy.events import Timeout
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 A, B = "10.0.0.1:80", "10.0.0.2:80"
 QUIET = {"service_time": 10, "header_bytes": 200, "response_size": 3896, "health_time": 4}
@@ -414,7 +414,7 @@ def test_a_fetch_begun_before_a_crash_writes_nothing_to_the_cache():
 
 
 def test_a_reload_without_proxy_cache_sends_the_next_request_to_the_upstream():
-    from sim import config
+    from sim.conf import reader as config
 
     c = Client(world("      proxy_cache_valid 200 1m;"))
     c.send_at(0)
@@ -435,7 +435,7 @@ def test_a_reload_without_proxy_cache_sends_the_next_request_to_the_upstream():
 def test_a_reload_that_removes_the_cache_while_a_request_is_at_the_upstream_answers_it_uncached():
     from dataclasses import replace
 
-    from sim import cluster, scenario
+    from sim.cluster import cluster, scenario
 
     text = """
 seed: 3

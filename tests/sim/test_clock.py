@@ -3,7 +3,7 @@
 import pytest
 import simpy
 
-from sim.clock import NodeClock, UnitError, format_seconds, iso_ms, iso_s, parse_duration, parse_size
+from sim.core.clock import NodeClock, UnitError, format_seconds, iso_ms, iso_s, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

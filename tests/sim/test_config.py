@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.config import (
+from sim.conf.config import (
     AccessRule,
     CacheValid,
     ConfigError,
@@ -19,9 +19,8 @@ from sim.config import (
     ServerConf,
     StatusTest,
     Where,
-    load,
-    loads,
 )
+from sim.conf.reader import load, loads
 
 SEED = Path(__file__).resolve().parents[2] / "scenarios" / "configs" / "seed-example.conf"
 

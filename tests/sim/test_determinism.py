@@ -13,7 +13,7 @@ import json
 import pytest
 import yaml
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 CONF = """\
 events {}
@@ -152,7 +152,7 @@ def test_seed_given_to_the_scenario_and_to_the_cluster_are_the_same_thing():
 
 @pytest.mark.parametrize("form", ["Batched", "Draws"])
 def test_batched_draws_hand_out_one_numpy_draw_in_order_and_draw_again_only_when_used_up(form):
-    from sim.rng import Batched, Draws, Streams
+    from sim.core.rng import Batched, Draws, Streams
 
     calls = []
     gen = Streams(5).get("x")
@@ -170,7 +170,7 @@ def test_batched_draws_hand_out_one_numpy_draw_in_order_and_draw_again_only_when
 
 
 def test_draws_hand_out_integer_draws_as_ints():
-    from sim.rng import Draws, Streams
+    from sim.core.rng import Draws, Streams
 
     ints = Draws(lambda n: Streams(6).get("y").integers(0, 100, n), 4)
     got_ints = [ints.next_int() for _ in range(4)]
@@ -179,8 +179,8 @@ def test_draws_hand_out_integer_draws_as_ints():
 
 
 def test_a_distribution_gives_the_same_values_as_draws_and_as_a_sampler():
-    from sim import dists
-    from sim.rng import Streams
+    from sim.core import dists
+    from sim.core.rng import Streams
 
     for spec in (dists.DistSpec("constant", (7.0,)), dists.DistSpec("lognormal", (20.0, 0.5)),
                  dists.DistSpec("empirical", ((1.0, 2.0, 3.0), (1.0, 1.0, 2.0)))):

@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from simpy.core import EmptySchedule
 from simpy.events import URGENT, Timeout
 
-from sim.cluster import Cluster
-from sim.environment import Environment
-from sim.eventq import FastEvent, later, push
+from sim.cluster.cluster import Cluster
+from sim.core.environment import Environment
+from sim.core.eventq import FastEvent, later, push
 
 # A plan is a list of actions taken at time 0 and from inside callbacks:
 # (kind, delay, children) where kind is "fast" (a fast-lane event), "timeout" (a simpy Timeout)
@@ -139,7 +139,7 @@ def test_a_run_can_stop_at_an_event_and_resume():
 
 
 def test_the_cluster_needs_the_environment_with_a_fast_lane(tmp_path):
-    from sim import scenario as scenario_mod
+    from sim.cluster import scenario as scenario_mod
 
     conf = tmp_path / "n.conf"
     conf.write_text("http { server { listen 80; location / { return 200; } } }\n")

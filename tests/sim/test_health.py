@@ -14,13 +14,13 @@ import pytest
 import simpy
 from simpy.events import Timeout
 
-from sim.backend import Backend, BackendSpec
-from sim.config import HeaderTest, HealthCheckConf, MatchConf, ServerConf, StatusTest, UpstreamConf
-from sim.dists import DistSpec
-from sim.health import HealthChecker, HealthRegistry, http_response_passes, stream_data_passes
-from sim.network import LinkSpec, Network
-from sim.rng import Streams
-from sim.upstream import Upstream
+from sim.cluster.backend import Backend, BackendSpec
+from sim.cluster.network import LinkSpec, Network
+from sim.conf.config import HeaderTest, HealthCheckConf, MatchConf, ServerConf, StatusTest, UpstreamConf
+from sim.core.dists import DistSpec
+from sim.core.rng import Streams
+from sim.upstream.health import HealthChecker, HealthRegistry, http_response_passes, stream_data_passes
+from sim.upstream.upstream import Upstream
 
 NODE = "node1"
 

@@ -1,4 +1,4 @@
-"""Active health checks through a whole node (sim.node + sim.health + sim.proxy + faults).
+"""Active health checks through a whole node (sim.node.node + sim.upstream.health + sim.http.proxy + faults).
 
 The worlds here have 1 ms one-way links with infinite bandwidth and backends whose health
 endpoint answers in 4 ms: a passing http check takes 2 (connect) + 1 (request) + 4 + 1 (answer)
@@ -14,7 +14,7 @@ import pytest
 import yaml
 from simpy.events import Timeout
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 A, B, C = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
 QUIET = {"service_time": 10, "header_bytes": 0, "response_size": 0, "health_time": 4}

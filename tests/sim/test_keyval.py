@@ -9,9 +9,9 @@ import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.clock import DEFAULT_EPOCH_MS, NodeClock
-from sim.config import KeyvalZoneConf
-from sim.keyval import (
+from sim.conf.config import KeyvalZoneConf
+from sim.core.clock import DEFAULT_EPOCH_MS, NodeClock
+from sim.zones.keyval import (
     KeyvalFormatError,
     KeyvalKeyExists,
     KeyvalKeyNotFound,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sim import cluster, scenario
-from sim.config import LimitReqConf
-from sim.limits import LIMIT_REQ_WIRE_OVERHEAD, REJECTED, limit_req
-from sim.zone_sync import HEADER_BYTES, HTTP_LIMIT_REQ
+from sim.cluster import cluster, scenario
+from sim.conf.config import LimitReqConf
+from sim.stream.zone_sync import HEADER_BYTES, HTTP_LIMIT_REQ
+from sim.zones.limits import LIMIT_REQ_WIRE_OVERHEAD, REJECTED, limit_req
 
 LATENCY = 1.0  # one way, node <-> node
 BANDWIDTH = 125_000.0  # bytes per ms

@@ -1,6 +1,6 @@
-from sim.config import LimitConnConf, LimitConnZoneConf, LimitReqConf, LimitReqZoneConf
-from sim.limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
-from sim.slabs import SlabPool
+from sim.conf.config import LimitConnConf, LimitConnZoneConf, LimitReqConf, LimitReqZoneConf
+from sim.zones.limits import LimitConnZone, LimitReqZone, limit_conn, limit_req
+from sim.zones.slabs import SlabPool
 
 
 def req_zone(name="one", rate=1.0, size=1024 * 1024, key="$binary_remote_addr", slab=None):

@@ -45,7 +45,7 @@ def installed_copy(folder: Path) -> Path:
     return copy
 
 
-REPORT = "import sim._native as n, sim.node, sim.workload; print(n.MODE); print(sim.node.__file__); print(sim.workload.__file__)"
+REPORT = "import sim._native as n, sim.node.node, sim.workload.clients; print(n.MODE); print(sim.node.node.__file__); print(sim.workload.clients.__file__)"
 
 
 def test_every_hot_module_exists_as_source_and_the_stamp_names_them_all():
@@ -63,17 +63,17 @@ def test_an_up_to_date_build_is_used_and_the_environment_can_refuse_it():
     assert not node_file.endswith(".py") and not workload_file.endswith(".py")
     out = python(REPORT, pure=True).stdout.splitlines()
     assert out[0] == "pure: CLUSTERSIM_PURE is set"
-    assert out[1].endswith("node.py") and out[2].endswith("workload.py")
+    assert out[1].endswith("node.py") and out[2].endswith("clients.py")
 
 
 @needs_build
 def test_a_build_older_than_one_source_is_not_used_for_any_module(tmp_path):
     copy = installed_copy(tmp_path)
-    cache = copy / "cache.py"
+    cache = copy / "http" / "cache.py"
     cache.write_text(cache.read_text() + "\n# edited after the build\n")
-    result = python(REPORT + "; import sim.cache; print(sim.cache.__file__)", path=tmp_path)
+    result = python(REPORT + "; import sim.http.cache; print(sim.http.cache.__file__)", path=tmp_path)
     lines = result.stdout.splitlines()
-    assert lines[0] == "pure: compiled copies are older than sim.cache"
+    assert lines[0] == "pure: compiled copies are older than sim.http.cache"
     assert all(line.endswith(".py") for line in lines[1:])
     assert "reinstall" in result.stderr
 
@@ -97,11 +97,11 @@ def test_compiled_and_plain_python_give_byte_identical_summaries(tmp_path):
 @needs_build
 def test_a_build_missing_one_module_is_not_used_for_the_others(tmp_path):
     copy = installed_copy(tmp_path)
-    for ext in copy.glob("zones.*"):
+    for ext in (copy / "zones").glob("status.*"):
         if ext.suffix != ".py":
             ext.unlink()
     lines = python(REPORT, path=tmp_path).stdout.splitlines()
-    assert lines[0] == "pure: no compiled copy of sim.zones"
+    assert lines[0] == "pure: no compiled copy of sim.zones.status"
     assert all(line.endswith(".py") for line in lines[1:])
 
 
@@ -110,9 +110,9 @@ def test_an_extension_left_by_an_older_build_for_a_module_not_compiled_now_is_ig
     # a module that has left MODULES keeps its extension from the last build that compiled it;
     # the shared library of a newer build lacks its code, so it must load from its source
     copy = installed_copy(tmp_path)
-    ext = next(p for p in copy.glob("zones.*") if p.suffix != ".py")
-    shutil.copy(ext, copy / ext.name.replace("zones", "arrivals", 1))
-    code = REPORT + "; import sim.arrivals; print(sim.arrivals.__file__); print(n.leftovers())"
+    ext = next(p for p in (copy / "zones").glob("status.*") if p.suffix != ".py")
+    shutil.copy(ext, copy / "workload" / ext.name.replace("status", "arrivals", 1))
+    code = REPORT + "; import sim.workload.arrivals; print(sim.workload.arrivals.__file__); print(n.leftovers())"
     lines = python(code, path=tmp_path).stdout.splitlines()
     assert lines[0] == "compiled" and not lines[1].endswith(".py")
-    assert lines[3].endswith("arrivals.py") and lines[4] == "['sim.arrivals']"
+    assert lines[3].endswith("arrivals.py") and lines[4] == "['sim.workload.arrivals']"

@@ -1,7 +1,7 @@
 """Links between nodes and backends: latency, loss as retransmissions, cuts, partitions."""
 
-from sim.network import INITIAL_RTO_MS, LinkSpec, Network
-from sim.rng import Streams
+from sim.cluster.network import INITIAL_RTO_MS, LinkSpec, Network
+from sim.core.rng import Streams
 
 
 def test_connect_takes_one_round_trip_on_a_clean_link():

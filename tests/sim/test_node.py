@@ -2,7 +2,7 @@
 
 import pytest
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 BASE = """
 seed: 5
@@ -171,7 +171,7 @@ def test_unknown_paths_fall_to_the_root_location(uri):
 
 
 def test_adding_servers_until_the_upstream_zone_is_full_answers_out_of_memory():
-    from sim import errors
+    from sim.core import errors
 
     text = BASE.replace("zone backend 64k;", "zone backend 32k;")
     cl, node = make(text=text)

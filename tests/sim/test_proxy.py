@@ -1,4 +1,4 @@
-"""Proxying to an upstream (sim.proxy): retries per proxy_next_upstream, their limits, and the
+"""Proxying to an upstream (sim.http.proxy): retries per proxy_next_upstream, their limits, and the
 connect and read timeouts, at exact sim times.
 
 Links have no latency unless a test sets one, requests and responses carry no bytes, and
@@ -11,7 +11,7 @@ import pytest
 import yaml
 from simpy.events import Timeout
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 A, B, C = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"
 

@@ -15,7 +15,7 @@ import math
 import pytest
 import yaml
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 MEAN_SERVICE_MS = 20.0
 UTILISATION = 0.7

@@ -10,9 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from simpy.events import Timeout
 
-from sim import cluster, scenario
-from sim.kvclients import KeyvalClient, KeyvalWriterSpec, start_keyval_writers
-from sim.replication import (
+from sim.checks.replication import (
     LostUpdate,
     ReplicationProbe,
     Resurrected,
@@ -21,9 +19,11 @@ from sim.replication import (
     check,
     divergent_keys,
     report_for_cluster,
-    run,
     winners,
 )
+from sim.cluster import cluster, scenario
+from sim.cluster.cluster import run_replication as run
+from sim.workload.keyval_writers import KeyvalClient, KeyvalWriterSpec, start_keyval_writers
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = ("node1", "node2", "node3")

@@ -1,4 +1,4 @@
-"""``server NAME resolve`` through the node's resolver (sim.upstream, sim.resolver, sim.node).
+"""``server NAME resolve`` through the node's resolver (sim.upstream.upstream, sim.zones.resolver, sim.node.node).
 
 Each test builds a one-node world whose http block has ``resolver ... status_zone=dns`` and an
 upstream with resolved servers; the scenario's ``hosts`` is what the name server answers, and
@@ -12,8 +12,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sim import cluster, errors, scenario
-from sim.resolver import DEFAULT_TTL_MS
+from sim.cluster import cluster, scenario
+from sim.core import errors
+from sim.zones.resolver import DEFAULT_TTL_MS
 
 QUIET = {"service_time": 10, "header_bytes": 0, "response_size": 0}
 HOSTS = {"b.example": ["10.0.0.1", "10.0.0.2"], "static.example": ["10.0.0.5"]}

@@ -1,7 +1,7 @@
 import pytest
 
-from sim.config import ResolverConf
-from sim.resolver import DEFAULT_TTL_MS, Resolver, ResolverZone
+from sim.conf.config import ResolverConf
+from sim.zones.resolver import DEFAULT_TTL_MS, Resolver, ResolverZone
 
 HOSTS = {
     "backend.example": ["10.0.0.1", "10.0.0.2"],

@@ -1,7 +1,7 @@
 """Server and location selection as nginx does it."""
 
-from sim.config import loads
-from sim.routing import Router
+from sim.conf.reader import loads
+from sim.http.routing import Router
 
 CONF = """
 http {

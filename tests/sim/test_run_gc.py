@@ -7,7 +7,7 @@ import gc
 import yaml
 from simpy.events import Timeout
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 DATA = {
     "seed": 1,

@@ -1,4 +1,4 @@
-"""Scenario files (sim.scenario): what a valid file becomes, and how an invalid one is reported.
+"""Scenario files (sim.cluster.scenario): what a valid file becomes, and how an invalid one is reported.
 
 An invalid file raises ScenarioError reading ``file:line: field: reason``, where ``line`` is the
 line of the offending field (for a field whose value spans several lines, the line of its key).
@@ -10,8 +10,8 @@ import textwrap
 
 import pytest
 
-from sim import scenario
-from sim.scenario import ScenarioError
+from sim.cluster import scenario
+from sim.cluster.scenario import ScenarioError
 
 BASE = """\
 seed: 1
@@ -244,7 +244,7 @@ def test_errors_in_an_inline_nginx_conf_point_at_the_line_of_the_scenario_file()
 
 
 def test_clock_offsets_may_be_negative():
-    from sim import scenario
+    from sim.cluster import scenario
 
     text = BASE.replace("nodes: 2", "nodes:\n  - {name: a, clock_offset: -200ms}\n  - {name: b, clock_offset: -2}")
     sc = scenario.loads(text, filename="s.yaml")

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.slabs import SLOT_SIZES, SlabError, SlabPool, slot_size, slots_per_page, usable_pages
+from sim.zones.slabs import SLOT_SIZES, SlabError, SlabPool, slot_size, slots_per_page, usable_pages
 
 
 def test_zone_sizes_give_the_page_counts_real_nginx_reports():

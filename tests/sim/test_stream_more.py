@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sim import cluster, dists, scenario
-from sim.stream import StreamWorkloadSpec, start_stream_workloads
+from sim.cluster import cluster, scenario
+from sim.core import dists
+from sim.workload.stream_clients import StreamWorkloadSpec, start_stream_workloads
 
 LAT = 1.0  # one way, node <-> backend
 BW = 125_000.0  # bytes per ms

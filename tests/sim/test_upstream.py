@@ -1,4 +1,4 @@
-"""Upstream groups and peers through a running node (sim.upstream): balancing, passive failure
+"""Upstream groups and peers through a running node (sim.upstream.upstream): balancing, passive failure
 detection, backup servers, max_conns and the queue, slow_start, and run-time add/patch/remove.
 
 Each test builds a one-node world from an inline scenario and sends requests by hand at exact
@@ -12,7 +12,8 @@ import pytest
 import yaml
 from simpy.events import Timeout
 
-from sim import cluster, errors, scenario
+from sim.cluster import cluster, scenario
+from sim.core import errors
 
 A, B, C, D = "10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80", "10.0.0.4:80"
 

@@ -1,4 +1,4 @@
-"""Simulated clients (sim.workload): arrival processes, rate curves, Zipf paths, request sizes,
+"""Simulated clients (sim.workload.clients): arrival processes, rate curves, Zipf paths, request sizes,
 client keepalive, start/stop and node targeting.
 
 Each test runs one small seeded scenario and reads what reached the node: every request a node
@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 
 import yaml
 
-from sim import cluster, scenario
+from sim.cluster import cluster, scenario
 
 CONF = """\
 events {}
@@ -117,7 +117,7 @@ def test_zipf_path_indexes_are_the_draws_numpy_choice_gives_for_the_same_stream(
     # Generator.choice checks and sums the weights on every call): the same values are required
     import numpy as np
 
-    from sim.rng import Streams
+    from sim.core.rng import Streams
 
     cl, _ = run([{"name": "z", "rate": 10, "paths": {"count": 50, "zipf": 1.2}}], duration="1s")
     w = cl.workloads[0]

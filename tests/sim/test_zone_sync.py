@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sim import cluster, scenario
-from sim.kvclients import KeyvalClient
-from sim.replication import report_for_cluster
-from sim.zone_sync import ESTABLISHED, HEADER_BYTES, ZoneSync
+from sim.checks.replication import report_for_cluster
+from sim.cluster import cluster, scenario
+from sim.stream.zone_sync import ESTABLISHED, HEADER_BYTES, ZoneSync
+from sim.workload.keyval_writers import KeyvalClient
 
 LATENCY = 1.0  # one way, node <-> node
 BANDWIDTH = 125_000.0  # bytes per ms (1 Gbit/s)

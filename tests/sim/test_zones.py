@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.zones import LocationZone, ServerZone
+from sim.zones.status import LocationZone, ServerZone
 
 statuses = st.sampled_from([100, 200, 200, 200, 204, 301, 304, 404, 404, 499, 500, 502, 503])
 
