@@ -11,7 +11,7 @@ layer doing what nginx does before the API module sees a request:
 * the request becomes traffic on the node (:class:`ApiTraffic`): a client connection, a request
   on a worker, the server zone and location zone of the API's server block and its
   ``limit_req``/``limit_conn``, through the node's own request path -- unless the caller did that
-  already and says so with ``scope["nginx.counted"]`` (the live server, ``api/live.py``, which
+  already and says so with ``scope["nginx.counted"]`` (the live server, ``api/live/``, which
   also passes the worker's ``scope["nginx.pid"]``);
 * ``allow``/``deny`` of the API location are applied to the client address.
 

@@ -6,81 +6,59 @@ in that version and appear only when they apply (``api/versions.py`` lists them)
 touches HTTP: the routers call these functions and encode the result, the run summary calls
 :func:`node_state`, and tests call them directly. Units follow nginx: byte and request counters
 are integers, durations in milliseconds as integers, instants as ISO 8601 strings from the
-node's clock (``selected`` at second resolution, as real output shows). :class:`UpstreamBodies`
-keeps encoded upstream objects and reuses them while the model has not changed them.
+node's clock (``selected`` at second resolution, as real output shows).
 
-The ``where the model keeps it`` helpers at the end (``caches``, ``stream_server_zones``,
-``slab_pools`` ...) are the one place that knows where a node holds each collection; the model
-is growing, so they read optional attributes defensively and return empty collections when a
-part of the model does not exist yet.
+This module holds the node-wide objects, the status zones, keyvals, zone_sync, the error object
+and :func:`node_state`; two siblings hold the rest, and everything is reachable from here as
+before: :mod:`api.render_upstream` the upstreams (peers, :class:`UpstreamBodies`, which keeps
+encoded upstream objects and reuses them while the model has not changed them, and the
+``.../servers/`` objects), :mod:`api.render_common` what several objects share (``responses``,
+``ssl``, the ``fields`` filter) and the ``where the model keeps it`` helpers (``caches``,
+``stream_server_zones``, ``slab_pools`` ...), the one place that knows where a node holds each
+collection.
 """
 
 from __future__ import annotations
 
 import uuid
-from functools import lru_cache
-
-import orjson
-
-from sim.core.clock import iso_s
-from sim.upstream.upstream import DOWNISH
 
 from . import versions as V
 
+# Everything the two siblings render stays reachable as ``render.<name>``, as before the split.
+from .render_common import (  # noqa: F401
+    caches,
+    codes_dict,
+    filter_fields,
+    filter_members,
+    has_stream,
+    has_zone_sync,
+    limit_conns,
+    limit_reqs,
+    resolvers,
+    responses,
+    slab_pools,
+    ssl,
+    stream_limit_conns,
+    stream_server_zones,
+    stream_static_upstreams,
+    stream_upstreams,
+    tls_server_zones,
+    tls_stream_server_zones,
+)
+from .render_upstream import (  # noqa: F401
+    UpstreamBodies,
+    _hist_buckets,
+    conf_server,
+    conf_servers,
+    peer,
+    stream_peer,
+    stream_upstream,
+    stream_upstreams_of,
+    upstream,
+    upstreams,
+)
+
 LATEST = V.LATEST
-
-_RESPONSE_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-_HIST_KEYS = V.fields("response_time_hist_buckets", LATEST)
-
-
-# --------------------------------------------------------------------------------------------------
-# Small helpers
-
-
-@lru_cache(maxsize=4096)
-def _iso_s(seconds: int) -> str:
-    return iso_s(seconds * 1000)
-
-
-def _ms(value: float | None) -> int:
-    """A duration or average in milliseconds as the API shows it: a rounded integer."""
-    return int(round(value)) if value is not None else 0
-
-
-_CODE_TEXT = {code: str(code) for code in range(100, 600)}
-
-
-def codes_dict(codes: dict[int, int]) -> dict[str, int]:
-    """``responses.codes`` (API 7+): status codes that occurred, as strings, in numeric order."""
-    return {_CODE_TEXT.get(code) or str(code): codes[code] for code in sorted(codes)}
-
-
-def responses(counts, codes: dict[int, int] | None, version: int) -> dict:
-    """``responses`` of a server zone, location zone or peer: ``1xx..5xx``, ``codes`` (7+), ``total``."""
-    out = {"1xx": counts[0], "2xx": counts[1], "3xx": counts[2], "4xx": counts[3], "5xx": counts[4]}
-    if version >= 7:
-        out["codes"] = codes_dict(codes or {})
-    out["total"] = sum(counts)
-    return out
-
-
-def filter_fields(obj: dict, fields: str | None) -> dict:
-    """Apply the ``fields`` argument to one object: keep the named top-level fields, in object order.
-
-    ``None`` (no argument) keeps everything; an empty value keeps nothing; names the object does
-    not have are ignored.
-    """
-    if fields is None:
-        return obj
-    wanted = {f for f in fields.split(",") if f}
-    return {k: v for k, v in obj.items() if k in wanted}
-
-
-def filter_members(collection: dict, fields: str | None) -> dict:
-    """Apply ``fields`` to every member of a collection; empty ``fields`` leaves ``{name: {}}``."""
-    if fields is None:
-        return collection
-    return {name: filter_fields(obj, fields) for name, obj in collection.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,56 +121,6 @@ def connections(node, version: int) -> dict:
 
 def http_requests(node, version: int) -> dict:
     return {"total": node.requests_total, "current": node.requests_current}
-
-
-def ssl(counters, version: int, kind: str = "ssl") -> dict:
-    """``/ssl`` (kind ``"ssl"``), a server zone's ``ssl`` (``"zone"``) or a peer's (``"peer"``).
-
-    Up to API 7 the three basic counters; from 8 the detailed failure counters, whose set differs
-    between the three places (a peer has no ``no_common_cipher`` and no ``no_cert``; only
-    ``/ssl`` has ``hostname_mismatch`` on the client side).
-    """
-    c = counters
-    if version < 8:
-        return {
-            "handshakes": c.handshakes,
-            "handshakes_failed": c.handshakes_failed,
-            "session_reuses": c.session_reuses,
-        }
-    out = {
-        "handshakes": c.handshakes,
-        "session_reuses": c.session_reuses,
-        "handshakes_failed": c.handshakes_failed,
-        "no_common_protocol": c.no_common_protocol,
-    }
-    if kind != "peer":
-        out["no_common_cipher"] = c.no_common_cipher
-    out["handshake_timeout"] = c.handshake_timeout
-    out["peer_rejected_cert"] = c.peer_rejected_cert
-    if kind == "ssl":
-        vf = {
-            "no_cert": c.verify_no_cert,
-            "expired_cert": c.verify_expired_cert,
-            "revoked_cert": c.verify_revoked_cert,
-            "hostname_mismatch": c.verify_hostname_mismatch,
-            "other": c.verify_other,
-        }
-    elif kind == "zone":
-        vf = {
-            "no_cert": c.verify_no_cert,
-            "expired_cert": c.verify_expired_cert,
-            "revoked_cert": c.verify_revoked_cert,
-            "other": c.verify_other,
-        }
-    else:
-        vf = {
-            "expired_cert": c.verify_expired_cert,
-            "revoked_cert": c.verify_revoked_cert,
-            "hostname_mismatch": c.verify_hostname_mismatch,
-            "other": c.verify_other,
-        }
-    out["verify_failures"] = vf
-    return out
 
 
 def slab(pool, version: int) -> dict:
@@ -315,251 +243,6 @@ def resolver(zone, version: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------
-# Upstreams
-
-
-def _health_checks(p) -> dict:
-    last = p.hc_last_passed
-    if last is None:
-        return {"checks": p.hc_checks, "fails": p.hc_fails, "unhealthy": p.hc_unhealthy}
-    return {"checks": p.hc_checks, "fails": p.hc_fails, "unhealthy": p.hc_unhealthy, "last_passed": last}
-
-
-def _down_fields(out: dict, p, now: float, clock) -> None:
-    out["downtime"] = round(p.downtime_at(now))
-    start = p.downstart_at(now)
-    if start is not None:
-        out["downstart"] = clock.iso_at(start)
-    selected = p.selected
-    if selected is not None:
-        out["selected"] = _iso_s(int((clock.epoch_ms + selected + clock.offset_ms) // 1000))
-
-
-def _hist_buckets(h: list[int]) -> dict[str, int]:
-    # written out: three times faster than dict(zip(...)) on the hottest path
-    return {"5": h[0], "10": h[1], "25": h[2], "50": h[3], "75": h[4], "100": h[5], "250": h[6],
-            "500": h[7], "750": h[8], "1000": h[9], "2500": h[10], "5000": h[11], "7500": h[12],
-            "10000": h[13], "inf": h[14]}
-
-
-
-def peer(p, version: int, now: float, clock) -> dict:
-    """One peer of ``/http/upstreams/{u}/``, in the key order of real output.
-
-    The hot path of the busiest endpoint (monitoring tools poll every upstream every few
-    seconds), hence written out field by field.
-    """
-    state = p.state_at(now)
-    out = {"id": p.id, "server": p.server}
-    if p.service is not None:
-        out["service"] = p.service
-    out["name"] = p.name
-    out["backup"] = p.backup
-    out["weight"] = p.weight
-    out["state"] = state
-    out["active"] = p.active
-    if version >= 8:
-        peer_ssl = p.ssl
-        if peer_ssl is not None:
-            out["ssl"] = ssl(peer_ssl, version, "peer")
-    if p.max_conns:
-        out["max_conns"] = p.max_conns
-    out["requests"] = p.requests
-    if p.requests:
-        # present once a request was sent, 0 until a response came (as real output shows)
-        out["header_time"] = round(p.header_time or 0)
-        out["response_time"] = round(p.response_time or 0)
-        if version >= 9:
-            hist = p.hist
-            out["response_time_hist"] = {"count": sum(hist), "sum": round(p.hist_sum),
-                                         "buckets": _hist_buckets(hist)}
-    r = p.responses
-    if version >= 7:
-        codes = p.codes
-        code_text = _CODE_TEXT
-        out["responses"] = {"1xx": r[0], "2xx": r[1], "3xx": r[2], "4xx": r[3], "5xx": r[4],
-                            "codes": {code_text.get(c) or str(c): codes[c] for c in sorted(codes)},
-                            "total": r[0] + r[1] + r[2] + r[3] + r[4]}
-    else:
-        out["responses"] = {"1xx": r[0], "2xx": r[1], "3xx": r[2], "4xx": r[3], "5xx": r[4],
-                            "total": r[0] + r[1] + r[2] + r[3] + r[4]}
-    out["sent"] = p.sent
-    out["received"] = p.received
-    out["fails"] = p.fails
-    out["unavail"] = p.unavail
-    out["health_checks"] = _health_checks(p)
-    out["downtime"] = round(p.downtime_at(now))
-    start = p.downstart_at(now)
-    if start is not None:
-        out["downstart"] = clock.iso_at(start)
-    selected = p.selected
-    if selected is not None:
-        out["selected"] = _iso_s(int((clock.epoch_ms + selected + clock.offset_ms) // 1000))
-    return out
-
-
-def upstream(up, version: int, now: float, clock) -> dict:
-    """``/http/upstreams/{u}/``: ``queue`` only when the upstream has a ``queue`` directive."""
-    out = {"peers": [peer(p, version, now, clock) for p in up.peers], "keepalive": up.keepalive}
-    if up.queue_max:
-        out["queue"] = {"size": up.queue_len, "max_size": up.queue_max, "overflows": up.overflows}
-    out["zombies"] = up.zombies
-    out["zone"] = up.zone
-    return out
-
-
-def upstreams(node, version: int) -> dict:
-    now, clock = node.env.now, node.clock
-    return {name: upstream(up, version, now, clock) for name, up in node.upstreams.items()}
-
-
-def stream_peer(p, version: int, now: float, clock) -> dict:
-    """One peer of ``/stream/upstreams/{u}/``."""
-    out = {"id": p.id, "server": p.server}
-    if p.service is not None:
-        out["service"] = p.service
-    out["name"] = p.name
-    out["backup"] = p.backup
-    out["weight"] = p.weight
-    out["state"] = p.state_at(now)
-    out["active"] = p.active
-    if version >= 8:
-        peer_ssl = p.ssl
-        if peer_ssl is not None:
-            out["ssl"] = ssl(peer_ssl, version, "peer")
-    if p.max_conns:
-        out["max_conns"] = p.max_conns
-    out["connections"] = p.connections
-    if p.connections:
-        out["connect_time"] = _ms(p.connect_time)
-        out["first_byte_time"] = _ms(p.first_byte_time)
-        out["response_time"] = _ms(p.response_time)
-    out["sent"] = p.sent
-    out["received"] = p.received
-    out["fails"] = p.fails
-    out["unavail"] = p.unavail
-    out["health_checks"] = _health_checks(p)
-    _down_fields(out, p, now, clock)
-    return out
-
-
-def stream_upstream(up, version: int, now: float, clock) -> dict:
-    """``/stream/upstreams/{u}/``."""
-    return {
-        "peers": [stream_peer(p, version, now, clock) for p in up.peers],
-        "zombies": up.zombies,
-        "zone": up.zone,
-    }
-
-
-def stream_upstreams_of(node, version: int) -> dict:
-    now, clock = node.env.now, node.clock
-    return {name: stream_upstream(up, version, now, clock) for name, up in stream_upstreams(node).items()}
-
-
-class UpstreamBodies:
-    """Encoded upstream objects (``/http/upstreams/{u}/``, ``/stream/upstreams/{u}/``), reused
-    while nothing they show can have changed.
-
-    Monitoring clients poll the same upstream over and over, and rendering every peer costs
-    more than the rest of the request. A body is reused only for the same upstream object (a
-    reload builds new ones), API version and ``fields``, the same node clock (epoch and offset),
-    and the same :attr:`sim.upstream.upstream.Upstream.epoch`, which the model bumps on every change a
-    rendered upstream can show (counters, states, configuration, servers added or removed,
-    statistics reset, health-check results). What time alone changes is keyed on sim time: while
-    a peer is ``unavail``, ``checking`` or ``unhealthy``, or shows a ``downstart``, its state and
-    ``downtime`` depend on ``env.now`` (an unavail period ends, downtime accrues), so such a body
-    is reused only at the same ``now``. With every peer ``up``, ``down`` or ``draining`` and no
-    period open, nothing moves until the model changes (and bumps the epoch): an ``unavail``
-    period only starts with a failure or a probe. docs/api-server.md has the details.
-    """
-
-    def __init__(self, limit: int = 256):
-        self.limit = limit  # entries kept at most (``fields`` comes from clients)
-        self.hits = 0
-        self.misses = 0
-        self._entries: dict[tuple, tuple] = {}
-
-    def upstream(self, up, version: int, now: float, clock, fields: str | None = None) -> bytes:
-        """``orjson.dumps(filter_fields(upstream(up, version, now, clock), fields))``."""
-        return self._body(upstream, up, version, now, clock, fields)
-
-    def stream_upstream(self, up, version: int, now: float, clock, fields: str | None = None) -> bytes:
-        """``orjson.dumps(filter_fields(stream_upstream(up, version, now, clock), fields))``."""
-        return self._body(stream_upstream, up, version, now, clock, fields)
-
-    def upstreams(self, ups: dict, version: int, now: float, clock, fields: str | None = None,
-                  stream: bool = False) -> bytes:
-        """A collection of upstreams (``/http/upstreams/``, ``/stream/upstreams/``), each member
-        filtered by ``fields``: the members' bodies joined into one object."""
-        render = stream_upstream if stream else upstream
-        if not ups:
-            return b"{}"
-        return b"{" + b",".join(_json_key(name) + self._body(render, up, version, now, clock, fields)
-                                for name, up in ups.items()) + b"}"
-
-    def _body(self, render, up, version: int, now: float, clock, fields: str | None) -> bytes:
-        key = (render, up.name, version, fields)
-        entry = self._entries.get(key)
-        if (
-            entry is not None
-            and entry[0] is up
-            and entry[1] == up.epoch
-            and entry[2] is clock
-            and entry[3] == clock.epoch_ms
-            and entry[4] == clock.offset_ms
-            and (entry[5] is None or entry[5] == now)
-        ):
-            self.hits += 1
-            return entry[6]
-        self.misses += 1
-        obj = render(up, version, now, clock)
-        # read after rendering: reading a peer's state may close an unavail period that ran out
-        epoch = up.epoch
-        timed = False
-        for p in obj["peers"]:
-            if p["state"] in DOWNISH or "downstart" in p:
-                timed = True
-                break
-        body = orjson.dumps(filter_fields(obj, fields))
-        if len(self._entries) >= self.limit:
-            self._entries.clear()
-        self._entries[key] = (up, epoch, clock, clock.epoch_ms, clock.offset_ms, now if timed else None, body)
-        return body
-
-
-@lru_cache(maxsize=1024)
-def _json_key(name: str) -> bytes:
-    return orjson.dumps(name) + b":"
-
-
-def conf_server(p, kind: str, version: int) -> dict:
-    """A server as ``.../servers/`` shows it: defaults always written, ``drain`` only when true."""
-    out = {"id": p.id, "server": p.name if p.parent is None else p.server}
-    if p.service is not None:
-        out["service"] = p.service
-    out["weight"] = p.weight
-    out["max_conns"] = p.max_conns
-    out["max_fails"] = p.max_fails
-    out["fail_timeout"] = f"{int(p.fail_timeout_ms) // 1000}s"
-    out["slow_start"] = f"{int(p.slow_start_ms) // 1000}s"
-    if kind == "http":
-        out["route"] = p.route or ""
-    out["backup"] = p.backup
-    out["down"] = p.down
-    if kind == "http" and p.drain:
-        out["drain"] = True
-    if p.parent is not None:
-        out["parent"] = str(p.parent)
-        out["host"] = p.resolved_host or p.host
-    return out
-
-
-def conf_servers(up, version: int) -> list[dict]:
-    return [conf_server(p, up.kind, version) for p in up.conf_peers()]
-
-
-# --------------------------------------------------------------------------------------------------
 # Keyvals, stream zones, zone_sync
 
 
@@ -670,73 +353,3 @@ def node_state(node, version: int = LATEST) -> dict:
         "upstreams": lambda: stream_upstreams_of(node, version),
     }
     return {name: parts[name]() for name in root_entries(node, version)}
-
-
-# --------------------------------------------------------------------------------------------------
-# Where the model keeps it
-
-
-def has_stream(node) -> bool:
-    """Whether the configuration has a ``stream {}`` block."""
-    return node.conf.stream is not None
-
-
-def has_zone_sync(node) -> bool:
-    """Whether a stream server runs ``zone_sync``."""
-    stream = node.conf.stream
-    return stream is not None and any(s.zone_sync is not None for s in stream.servers)
-
-
-def caches(node) -> dict:
-    """Cache zones by keys_zone name."""
-    return node.caches
-
-
-def limit_reqs(node) -> dict:
-    return node.limit_reqs
-
-
-def limit_conns(node) -> dict:
-    return node.limit_conns
-
-
-def resolvers(node) -> dict:
-    return node.resolvers
-
-
-def stream_server_zones(node) -> dict:
-    return node.stream.server_zones if node.stream is not None else {}
-
-
-def stream_upstreams(node) -> dict:
-    """Stream upstreams that have a ``zone`` (the dynamically configurable ones)."""
-    return node.stream.upstreams if node.stream is not None else {}
-
-
-def stream_static_upstreams(node) -> dict:
-    return node.stream.static_upstreams if node.stream is not None else {}
-
-
-def stream_limit_conns(node) -> dict:
-    return node.stream_limit_conns
-
-
-def slab_pools(node) -> dict:
-    """Shared memory zone name -> :class:`sim.zones.slabs.SlabPool`, with the zones' current use."""
-    return node.slab_pools()
-
-
-def tls_server_zones(node) -> set[str]:
-    """http server zones shared by at least one server with an ``ssl`` listener."""
-    http = node.conf.http
-    if http is None:
-        return set()
-    return {s.status_zone for s in http.servers if s.status_zone and s.ssl}
-
-
-def tls_stream_server_zones(node) -> set[str]:
-    stream = node.conf.stream
-    if stream is None:
-        return set()
-    return {s.status_zone for s in stream.servers if s.status_zone and s.ssl}
-

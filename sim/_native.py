@@ -22,7 +22,9 @@ import warnings
 from pathlib import Path
 
 #: The modules compiled at install time: the ones a simulated request runs through.
-MODULES = ("sim.core.eventq", "sim.core.rng", "sim.http.traffic", "sim.zones.status", "sim.http.cache", "sim.node.node", "sim.workload.clients",
+MODULES = ("sim.core.eventq", "sim.core.rng", "sim.http.traffic", "sim.zones.status", "sim.http.cache",
+           "sim.http.cache_rules", "sim.http.cache_nodes", "sim.node.node", "sim.node.route",
+           "sim.node.upstream_cache", "sim.node.variables", "sim.workload.clients",
            "sim.http.proxy", "sim.cluster.backend", "sim.cluster.network")
 #: Written by setup.py next to this file: ``{module: sha256 of its source}``.
 STAMP = "_compiled.json"

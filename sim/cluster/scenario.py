@@ -184,7 +184,7 @@ class ExpectationModel(_Model):
 
 
 class StreamWorkloadModel(_Model):
-    """``stream_workloads[]``: open-loop TCP sessions (sim/stream.py)."""
+    """``stream_workloads[]``: open-loop TCP sessions (sim/stream/side.py)."""
 
     name: str = "tcp_clients"
     nodes: list[str] | Literal["all"] = "all"
@@ -200,7 +200,7 @@ class StreamWorkloadModel(_Model):
 
 
 class KeyvalWriterModel(_Model):
-    """``keyval_writers[]``: simulated API clients writing keyval pairs (sim/kvclients.py)."""
+    """``keyval_writers[]``: simulated API clients writing keyval pairs (sim/workload/keyval_writers.py)."""
 
     name: str = "writer"
     zone: str

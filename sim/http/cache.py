@@ -31,18 +31,19 @@ of nodes the oldest node is dropped and, from then on, the node count is kept un
 time. Sizes are accounted in file-system blocks as nginx does (``block_size``, 4096 by
 default). The "cache loader" starts a minute after (re)start and walks the entries left on
 disk, ``loader_files`` at a time with ``loader_sleep`` pauses; ``cold`` is true until it is done.
+The per-request rules (key, bypass, validity) are in :mod:`sim.http.cache_rules`, the nodes,
+entries and lookups in :mod:`sim.http.cache_nodes`; this module re-exports both.
 See docs/cache.md for every choice made where nginx leaves room.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
-from functools import lru_cache
-from typing import Any, Final
 
 from sim.conf.config import CachePathConf, ProxyConf
+from sim.http.cache_nodes import CacheEntry, CacheNode, CacheStatus, Lookup, LruIndex
+from sim.http.cache_rules import STALE_FAILURES, cache_key, evaluate_bypass, expand, failure_kind, valid_for
 
 MIB = 1024 * 1024
 #: Keys that one megabyte of keys zone holds in NGINX Plus (the docs: about 8000 in open-source
@@ -55,319 +56,12 @@ LOCK_POLL_MS = 500
 #: File-system block size: nginx accounts each cached file in whole blocks.
 DEFAULT_BLOCK_SIZE = 4096
 
-
-class CacheStatus:
-    """The values of ``$upstream_cache_status``."""
-
-    MISS: Final = "MISS"
-    BYPASS: Final = "BYPASS"
-    EXPIRED: Final = "EXPIRED"
-    STALE: Final = "STALE"
-    UPDATING: Final = "UPDATING"
-    REVALIDATED: Final = "REVALIDATED"
-    HIT: Final = "HIT"
-    ALL: Final = (MISS, BYPASS, EXPIRED, STALE, UPDATING, REVALIDATED, HIT)
-
-
 #: The API's counter blocks, in the order the API writes them.
 STAT_FIELDS = ("hit", "stale", "updating", "revalidated", "miss", "expired", "bypass")
 #: The blocks that also count what was written to the cache.
 WRITTEN_FIELDS = ("miss", "expired", "bypass")
-#: Failure kinds ``proxy_cache_use_stale`` can name (besides ``updating``).
-STALE_FAILURES = (
-    "error",
-    "timeout",
-    "invalid_header",
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-    "http_403",
-    "http_404",
-    "http_429",
-)
-_FAILURE_OF_STATUS = {code: f"http_{code}" for code in (500, 502, 503, 504, 403, 404, 429)}
 _STAT_OF_STATUS = {s: s.lower() for s in CacheStatus.ALL}
-_TIME_ONLY_CODES = (200, 301, 302)
 _DEFAULT_PROXY = ProxyConf()
-
-
-def failure_kind(status_code: int) -> str | None:
-    """The ``proxy_cache_use_stale`` name of a backend status (``502`` -> ``"http_502"``), or None."""
-    return _FAILURE_OF_STATUS.get(status_code)
-
-
-# ---------------------------------------------------------------------------------------------
-# Variables: cache keys and the bypass / no_cache predicates
-
-_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
-
-
-@lru_cache(maxsize=1024)
-def _compile(template: str) -> tuple[tuple[str, str | None], ...]:
-    """``"$scheme$host/x"`` -> ((literal, variable name or None), ...), parsed once per template."""
-    parts: list[tuple[str, str | None]] = []
-    pos = 0
-    for m in _VARIABLE.finditer(template):
-        parts.append((template[pos : m.start()], m.group(1) or m.group(2)))
-        pos = m.end()
-    if pos < len(template):
-        parts.append((template[pos:], None))
-    return tuple(parts)
-
-
-def expand(template: str, request_vars: dict[str, str]) -> str:
-    """Substitute ``$name`` / ``${name}`` from ``request_vars`` (names without ``$``; unknown -> "")."""
-    parts = _compile(template)
-    if len(parts) == 1 and parts[0][1] is None:
-        return parts[0][0]
-    get = request_vars.get
-    return "".join(lit + (get(name, "") if name else "") for lit, name in parts)
-
-
-def cache_key(template: str, request_vars: dict[str, str]) -> str:
-    """The ``proxy_cache_key`` of a request (default template ``$scheme$proxy_host$request_uri``)."""
-    return expand(template, request_vars)
-
-
-def evaluate_bypass(values: tuple[str, ...], request_vars: dict[str, str]) -> bool:
-    """nginx's predicate for ``proxy_cache_bypass`` and ``proxy_no_cache``.
-
-    True when at least one value, with its variables substituted (``$cookie_nocache``,
-    ``$arg_nocache``, ``$http_pragma`` ... looked up as ``cookie_nocache`` etc.), is neither
-    empty nor ``"0"``.
-    """
-    for value in values:
-        v = expand(value, request_vars)
-        if v and v != "0":
-            return True
-    return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Validity
-
-
-def valid_for(
-    proxy: ProxyConf,
-    status_code: int,
-    max_age_ms: int | None = None,
-    *,
-    x_accel_expires_ms: int | None = None,
-    expires_in_ms: int | None = None,
-    no_store: bool = False,
-    set_cookie: bool = False,
-    vary_star: bool = False,
-) -> int | None:
-    """How long a response stays fresh in the cache (ms), or None when it must not be cached.
-
-    The backend's headers come first, in nginx's order of priority: ``X-Accel-Expires``
-    (seconds; 0 forbids caching), then ``Cache-Control`` (``no-cache``/``no-store``/``private``
-    -> ``no_store=True`` forbids caching; ``max-age``/``s-maxage`` -> ``max_age_ms``, 0 forbids
-    caching), then ``Expires`` (``expires_in_ms`` from now; in the past forbids caching).
-    ``Set-Cookie`` or ``Vary: *`` forbid caching whatever else is said. Without a time from the
-    headers, the first ``proxy_cache_valid`` that names the status (or ``any``) gives it; a time
-    of 0 or no match means not cached. ``proxy_cache_valid`` with a time only covers 200, 301, 302.
-    """
-    if set_cookie or vary_star:
-        return None
-    if x_accel_expires_ms is not None:
-        return x_accel_expires_ms if x_accel_expires_ms > 0 else None
-    if no_store:
-        return None
-    if max_age_ms is not None:
-        return max_age_ms if max_age_ms > 0 else None
-    if expires_in_ms is not None:
-        return expires_in_ms if expires_in_ms >= 0 else None
-    for cv in proxy.cache_valid:
-        codes = cv.codes if (cv.codes or cv.any) else _TIME_ONLY_CODES
-        if cv.any or status_code in codes:
-            return cv.time_ms if cv.time_ms > 0 else None
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# Nodes, entries, lookups
-
-
-class CacheEntry:
-    """A cached response (a file in the cache directory).
-
-    ``nbytes`` is what the caller stored (headers and body), ``size`` the same in whole blocks
-    (what ``size`` of the zone counts). ``version`` is opaque to the cache: the caller stores the
-    backend's content version and compares it on revalidation.
-    """
-
-    __slots__ = ("status_code", "nbytes", "size", "valid_until", "date", "version")
-
-    def __init__(self, status_code: int, nbytes: int, size: int, valid_until: float, date: float,
-                 version: Any = None) -> None:
-        self.status_code = status_code
-        self.nbytes = nbytes
-        self.size = size
-        self.valid_until = valid_until
-        self.date = date
-        self.version = version
-
-    def fresh(self, now: float) -> bool:
-        # nginx calls an entry expired only once its validity time is strictly in the past
-        return now <= self.valid_until
-
-    def __repr__(self) -> str:
-        return f"CacheEntry({self.status_code}, {self.nbytes}B, valid_until={self.valid_until})"
-
-
-class CacheNode:
-    """One key in the keys zone: use count, inactivity deadline, the entry if stored, update mark."""
-
-    __slots__ = ("key", "uses", "expire", "entry", "updating", "lock_time", "older", "newer", "indexed")
-
-    def __init__(self, key: str, expire: float):
-        self.key = key
-        self.uses = 1
-        self.expire = expire  # last access + inactive
-        self.entry: CacheEntry | None = None
-        self.updating = False  # a request is fetching this key (the lock, or an expired refresh)
-        self.lock_time = -math.inf  # proxy_cache_lock: when another request may take over
-        # neighbours in the zone's LRU order (see LruIndex); None outside an index
-        self.older: CacheNode | None = None
-        self.newer: CacheNode | None = None
-        self.indexed = False  # in its zone's index now (a holder of the node can check)
-
-    def __repr__(self) -> str:
-        return f"CacheNode({self.key!r}, uses={self.uses}, entry={self.entry!r}, updating={self.updating})"
-
-
-class LruIndex:
-    """The nodes of a keys zone by key, and in least recently used order (nginx's LRU queue).
-
-    A dict finds a node by key; the order is a doubly linked list through the nodes' ``older``
-    and ``newer`` fields, so that using a node (:meth:`touch`) moves it to the recent end with a
-    few pointer writes instead of a hash lookup.
-    """
-
-    def __init__(self) -> None:
-        self.by_key: dict[str, CacheNode] = {}
-        self.oldest: CacheNode | None = None
-        self.newest: CacheNode | None = None
-
-    def __len__(self) -> int:
-        return len(self.by_key)
-
-    def get(self, key: str) -> CacheNode | None:
-        return self.by_key.get(key)
-
-    def add(self, node: CacheNode) -> None:
-        """Index ``node`` (its key must be new) as the most recently used."""
-        self.by_key[node.key] = node
-        node.indexed = True
-        self._link_newest(node)
-
-    def remove(self, node: CacheNode) -> None:
-        del self.by_key[node.key]
-        node.indexed = False
-        self._unlink(node)
-
-    def touch(self, node: CacheNode) -> None:
-        """``node`` was used: it becomes the most recently used."""
-        if node is not self.newest:
-            self._unlink(node)
-            self._link_newest(node)
-
-    def first(self) -> CacheNode | None:
-        """The least recently used node."""
-        return self.oldest
-
-    def in_order(self) -> list[CacheNode]:
-        """All nodes, least recently used first."""
-        out: list[CacheNode] = []
-        node = self.oldest
-        while node is not None:
-            out.append(node)
-            node = node.newer
-        return out
-
-    def _link_newest(self, node: CacheNode) -> None:
-        last = self.newest
-        node.older = last
-        node.newer = None
-        if last is None:
-            self.oldest = node
-        else:
-            last.newer = node
-        self.newest = node
-
-    def _unlink(self, node: CacheNode) -> None:
-        older = node.older
-        newer = node.newer
-        if older is None:
-            self.oldest = newer
-        else:
-            older.newer = newer
-        if newer is None:
-            self.newest = older
-        else:
-            newer.older = older
-        node.older = node.newer = None
-
-
-class Lookup:
-    """One request's use of the cache (nginx's per-request cache state).
-
-    ``status``: the cache status so far. ``entry``: the entry to serve (HIT, UPDATING, STALE)
-    or the expired one kept for ``proxy_cache_use_stale`` and revalidation (EXPIRED).
-    ``updater``: this request holds the key's "being updated" mark. ``cacheable``: the response
-    may be written (False when ``proxy_cache_min_uses`` is not reached yet or the lock wait timed
-    out). ``wait``: a simpy event to wait on (``proxy_cache_lock``), whose value is ``"retry"``
-    (look up again) or ``"timeout"`` (look up again: it may now hit; otherwise go uncached).
-    """
-
-    __slots__ = (
-        "key",
-        "proxy",
-        "status",
-        "entry",
-        "updater",
-        "cacheable",
-        "wait",
-        "node",
-        "lock_time",
-        "wait_deadline",
-        "timed_out",
-    )
-
-    def __init__(self, key: str, proxy: ProxyConf):
-        self.key = key
-        self.proxy = proxy
-        self.status = CacheStatus.MISS
-        self.entry: CacheEntry | None = None
-        self.updater = False
-        self.cacheable = True
-        self.wait: Any = None  # a simpy event while the request waits for the lock
-        self.node: CacheNode | None = None
-        self.lock_time = -math.inf
-        self.wait_deadline: float | None = None
-        self.timed_out = False
-
-    @property
-    def conditional(self) -> bool:
-        """Whether the backend request should carry If-Modified-Since/If-None-Match (revalidate)."""
-        return self.status == CacheStatus.EXPIRED and self.entry is not None and self.proxy.cache_revalidate
-
-    def serve_stale(self, failure: str) -> bool:
-        """After a backend failure (``"error"``, ``"timeout"``, ``"http_502"`` ...): may the expired
-        entry be served? If so the status becomes STALE. Only an EXPIRED lookup has one to serve."""
-        if (
-            self.status == CacheStatus.EXPIRED
-            and self.entry is not None
-            and failure in self.proxy.cache_use_stale
-        ):
-            self.status = CacheStatus.STALE
-            return True
-        return False
-
-    def __repr__(self) -> str:
-        return f"Lookup({self.key!r}, {self.status}, updater={self.updater}, cacheable={self.cacheable})"
 
 
 def _new_stats() -> dict[str, dict[str, int]]:
@@ -832,3 +526,11 @@ class CacheZone:
         self.cold = True
         self._rearm()
         self._start_loader()
+
+
+__all__ = [
+    "DEFAULT_BLOCK_SIZE", "KEYS_PER_MIB", "LOADER_DELAY_MS", "LOCK_POLL_MS", "MIB",
+    "STALE_FAILURES", "STAT_FIELDS", "WRITTEN_FIELDS",
+    "CacheEntry", "CacheNode", "CacheStatus", "CacheZone", "Lookup", "LruIndex",
+    "cache_key", "evaluate_bypass", "expand", "failure_kind", "valid_for",
+]

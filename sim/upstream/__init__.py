@@ -1,3 +1,3 @@
-"""Upstream groups, shared by the http and stream sides: peers and their states with runtime
-changes (upstream), peer selection by balancing method (balancer), and active health checks
-(health)."""
+"""Upstream groups, shared by the http and stream sides: the group with its selection and runtime
+changes (upstream), one server's state and counters (peer), the API's server-object rules
+(servers), peer selection by balancing method (balancer), and active health checks (health)."""

@@ -15,7 +15,7 @@ back; with ``mandatory`` a peer starts in ``checking`` and its first check decid
 on one upstream share a :class:`HealthRegistry`, so a peer is unhealthy while *any* check says so.
 The counters (``health_checks.checks``, ``fails``, ``last_passed``) live on the peer; the state
 change itself (downtime, downstart, the ``unhealthy`` counter, slow_start) is
-:meth:`sim.upstream.upstream.Peer.set_hc_state`. Choices the nginx docs leave open are in
+:meth:`sim.upstream.peer.Peer.set_hc_state`. Choices the nginx docs leave open are in
 ``docs/health.md``.
 
 Each check costs at most three simpy timeouts with callbacks (start, connected, done); no

@@ -16,22 +16,30 @@ pairs (the exceptions below carry nginx's wording and no HTTP status), answers t
 * **state file** (``state=``): the pairs, their timestamps and expiry instants as JSON,
   rewritten atomically after each change and read back by :meth:`KeyvalZone.restart`.
 
+The storage side (records, slab memory, expiry, state file) is the base class
+:class:`sim.zones.keyval_store.KeyvalStore`; this module adds the reads, the API writes and the
+zone_sync hooks, and re-exports the store's public names.
+
 docs/keyval.md explains each choice where the nginx documentation is silent.
 """
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
-import json
-import math
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
-from sim.conf.config import KeyvalZoneConf
 from sim.core.errors import SimError
-from sim.zones.slabs import PAGE_SIZE, SLOT_SIZES, SlabPool, slot_size
+from sim.zones.keyval_store import (
+    INDEX_NODE,
+    NODE_OVERHEAD,
+    WIRE_OVERHEAD,
+    KeyvalStateError,
+    KeyvalStore,
+    KeyvalZoneFull,
+    Record,
+    SlotStats,
+    _ip_network,
+    allocation_cost,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Errors
@@ -63,78 +71,8 @@ class KeyvalKeyNotFound(SimError):
         super().__init__("keyval key not found")
 
 
-class KeyvalZoneFull(SimError):
-    """The zone's shared memory cannot hold the new pair (docs/keyval.md: the API answers 413)."""
-
-    code = "KeyvalZoneFull"
-
-    def __init__(self, zone: str, needed: int):
-        self.zone = zone
-        self.needed = needed
-        super().__init__(f'not enough memory in keyval zone "{zone}"')
-
-
-class KeyvalStateError(ValueError):
-    """A state file that clustersim did not write (or wrote with another format version)."""
-
-
 # ---------------------------------------------------------------------------------------------
-# Memory: what one pair asks of the zone's slab allocator (estimates, see docs/keyval.md)
-
-#: Fixed part of one pair's node: tree links, expiry and timestamp, key and value lengths.
-NODE_OVERHEAD = 80
-#: Size of the extra lookup-index node that ``type=ip`` and ``type=prefix`` zones keep per pair.
-INDEX_NODE = 48
-#: Fixed part of one record on the zone_sync wire: lengths, timestamp, expiry.
-WIRE_OVERHEAD = 24
-
-_LIVE_FOREVER = math.inf
-_STATE_VERSION = 1
-
-
-def allocation_cost(nbytes: int) -> int:
-    """The memory one allocation of ``nbytes`` really holds: its slot, or whole pages."""
-    size = slot_size(nbytes)
-    return size if size is not None else -(-nbytes // PAGE_SIZE) * PAGE_SIZE
-
-
-@dataclass(frozen=True, slots=True)
-class SlotStats:
-    """One row of ``/slabs/{zone}.slots``: a slot size's use and allocation attempts."""
-
-    used: int
-    free: int
-    reqs: int
-    fails: int
-
-
-# ---------------------------------------------------------------------------------------------
-# Records and request values
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One pair as stored: written at ``timestamp`` (origin node's clock, ms) by ``origin``.
-
-    ``expire_at`` is sim time (ms) or None for a zone without timeout; ``size`` is the slab
-    memory the pair holds (its slot-rounded allocations).
-    """
-
-    key: str
-    value: str
-    timestamp: float
-    origin: str
-    expire_at: float | None
-    size: int
-
-    @property
-    def wire_bytes(self) -> int:
-        """Bytes this record takes in a zone_sync buffer."""
-        return WIRE_OVERHEAD + len(self.key.encode()) + len(self.value.encode())
-
-    def expire_in(self, now: float) -> float | None:
-        """Milliseconds of life left at sim time ``now`` (None: never expires)."""
-        return None if self.expire_at is None else max(0.0, self.expire_at - now)
+# Request values
 
 
 def _number_text(value: int | float) -> str:
@@ -191,47 +129,14 @@ def coerce_value(raw, *, objects_allowed: bool = True) -> str | dict | None:
 # The zone
 
 
-class KeyvalZone:
-    """The pairs of one keyval zone on one node (see the module docstring)."""
+class KeyvalZone(KeyvalStore):
+    """The pairs of one keyval zone on one node (see the module docstring).
 
-    def __init__(
-        self,
-        conf: KeyvalZoneConf,
-        env,
-        clock,
-        node_name: str,
-        state_dir: Path | None = None,
-        *,
-        write_through: bool = True,
-    ):
-        self.conf = conf
-        self.env = env
-        self.clock = clock
-        self.node_name = node_name
-        self.state_dir = Path(state_dir) if state_dir is not None else None
-        #: True: every change rewrites the state at once (nginx). False: changes only set
-        #: ``dirty`` and the node calls :meth:`save` at its crash and stop points.
-        self.write_through = write_through
-        self.dirty = False
-        #: Records too large for a zone_sync buffer, skipped by :meth:`drain_pending`.
-        self.skipped_records = 0
-        self._saved: list[dict] | None = None  # the "state file" when state_dir is None
-        self._clear_memory()
-
-    def _clear_memory(self) -> None:
-        #: The zone's shared memory; ``/slabs/{zone}`` renders ``slab.stats()``.
-        self.slab = SlabPool(self.conf.size)
-        self._records: dict[str, Record] = {}
-        self._handles: dict[str, tuple[int, int | None]] = {}  # key -> (node, index node)
-        self._pending: dict[str, None] = {}  # insertion-ordered set
-        self._heap: list[tuple[float, int, str, Record]] = []
-        self._seq = 0
-        self._timer = None
-        self._timer_at = _LIVE_FOREVER
-        self._used_bytes = 0
-        self._ip_index: dict[tuple[int, int], dict[int, list[str]]] = {}
-        self._ip_plens: dict[int, dict[int, int]] = {4: {}, 6: {}}
-        self._prefix_lens: dict[int, int] = {}
+    Built as ``KeyvalZone(conf, env, clock, node_name, state_dir=None, *, write_through=True)``
+    (the constructor, storage, expiry, memory and state file are in
+    :class:`sim.zones.keyval_store.KeyvalStore`); this class adds the reads, the API writes and
+    the zone_sync hooks.
+    """
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -255,23 +160,6 @@ class KeyvalZone:
     def pending_keys(self) -> list[str]:
         self._expire_due()
         return list(self._pending)
-
-    @property
-    def used_bytes(self) -> int:
-        """Slab memory held by the pairs (slot-rounded)."""
-        return self._used_bytes
-
-    @property
-    def pages_total(self) -> int:
-        return self.slab.pages_total
-
-    @property
-    def pages_used(self) -> int:
-        return self.slab.pages_used
-
-    @property
-    def pages_free(self) -> int:
-        return self.slab.pages_free
 
     def get(self, key: str | None = None) -> dict[str, str]:
         """All live pairs in insertion order, or ``{key: value}`` for one key (exact match)."""
@@ -483,247 +371,6 @@ class KeyvalZone:
         """Every live record, local and received, for a peer that just (re)connected."""
         self._expire_due()
         return list(self._records.values())
-
-    # -- storage --------------------------------------------------------------------------------
-
-    def _store(self, key: str, value: str, timestamp: float, origin: str, expire_at) -> None:
-        """Insert or replace a pair; on :class:`KeyvalZoneFull` the zone is left as it was."""
-        old = self._records.get(key)
-        node_bytes = NODE_OVERHEAD + len(key.encode()) + len(value.encode())
-        if old is not None:
-            # Freed first, so an update may reuse the old pair's memory in a full zone.
-            old_node, index = self._handles[key]
-            self.slab.free(old_node)
-            node = self.slab.alloc(node_bytes)
-            if node is None:
-                self._handles[key] = (self.slab.alloc(self._node_bytes(old)), index)
-                raise KeyvalZoneFull(self.conf.name, node_bytes)
-            self._used_bytes -= old.size
-        else:
-            node = self.slab.alloc(node_bytes)
-            if node is None:
-                raise KeyvalZoneFull(self.conf.name, node_bytes)
-            index = None
-            if self.conf.type in ("ip", "prefix"):
-                index = self.slab.alloc(INDEX_NODE)
-                if index is None:
-                    self.slab.free(node)
-                    raise KeyvalZoneFull(self.conf.name, node_bytes + INDEX_NODE)
-            self._index_add(key)
-        self._handles[key] = (node, index)
-        size = allocation_cost(node_bytes) + (allocation_cost(INDEX_NODE) if index is not None else 0)
-        rec = Record(key, value, timestamp, origin, expire_at, size)
-        self._records[key] = rec
-        self._used_bytes += size
-        if expire_at is not None:
-            self._seq += 1
-            heapq.heappush(self._heap, (expire_at, self._seq, key, rec))
-            if len(self._heap) > 2 * len(self._records) + 64:
-                self._compact_heap()
-            self._arm_timer(expire_at)
-
-    @staticmethod
-    def _node_bytes(rec: Record) -> int:
-        return NODE_OVERHEAD + len(rec.key.encode()) + len(rec.value.encode())
-
-    def _remove(self, key: str) -> None:
-        rec = self._records.pop(key)
-        node, index = self._handles.pop(key)
-        self.slab.free(node)
-        if index is not None:
-            self.slab.free(index)
-        self._used_bytes -= rec.size
-        self._index_remove(key)
-        self._pending.pop(key, None)
-
-    def _index_add(self, key: str) -> None:
-        if self.conf.type == "ip":
-            net = _ip_network(key)
-            slot = (net.version, net.prefixlen)
-            keys = self._ip_index.setdefault(slot, {}).setdefault(int(net.network_address), [])
-            keys.append(key)
-            keys.sort()  # equal networks spelled differently: the smallest spelling wins
-            plens = self._ip_plens[net.version]
-            plens[net.prefixlen] = plens.get(net.prefixlen, 0) + 1
-        elif self.conf.type == "prefix":
-            self._prefix_lens[len(key)] = self._prefix_lens.get(len(key), 0) + 1
-
-    def _index_remove(self, key: str) -> None:
-        if self.conf.type == "ip":
-            net = _ip_network(key)
-            slot = (net.version, net.prefixlen)
-            by_addr = self._ip_index[slot]
-            keys = by_addr[int(net.network_address)]
-            keys.remove(key)
-            if not keys:
-                del by_addr[int(net.network_address)]
-            plens = self._ip_plens[net.version]
-            plens[net.prefixlen] -= 1
-            if not plens[net.prefixlen]:
-                del plens[net.prefixlen]
-                del self._ip_index[slot]
-        elif self.conf.type == "prefix":
-            self._prefix_lens[len(key)] -= 1
-            if not self._prefix_lens[len(key)]:
-                del self._prefix_lens[len(key)]
-
-    # -- expiry ---------------------------------------------------------------------------------
-
-    def _expire_due(self) -> None:
-        heap, now = self._heap, self.env.now
-        while heap and heap[0][0] <= now:
-            _, _, key, rec = heapq.heappop(heap)
-            if self._records.get(key) is rec:
-                self._remove(key)
-
-    def _compact_heap(self) -> None:
-        self._heap = [e for e in self._heap if self._records.get(e[2]) is e[3]]
-        heapq.heapify(self._heap)
-
-    def _arm_timer(self, at: float) -> None:
-        # One pending simpy timeout for the earliest expiry; later ones wait in the heap.
-        if at >= self._timer_at:
-            return
-        self._timer_at = at
-        self._timer = self.env.timeout(max(0.0, at - self.env.now))
-        self._timer.callbacks.append(self._on_timer)
-
-    def _on_timer(self, event) -> None:
-        if event is not self._timer:
-            return  # superseded by an earlier timer, or the zone was restarted
-        self._timer = None
-        self._timer_at = _LIVE_FOREVER
-        self._expire_due()
-        if self._heap:
-            # Stale heap heads (overwritten or deleted pairs) must not keep the timer busy.
-            while self._heap and self._records.get(self._heap[0][2]) is not self._heap[0][3]:
-                heapq.heappop(self._heap)
-            if self._heap:
-                self._arm_timer(self._heap[0][0])
-
-    # -- memory statistics ----------------------------------------------------------------------
-
-    def slab_allocations(self) -> list[int]:
-        """Sizes (slot-rounded, or whole pages) of every live allocation; sums to ``used_bytes``."""
-        sizes = []
-        index_cost = allocation_cost(INDEX_NODE)
-        for key, rec in self._records.items():
-            sizes.append(allocation_cost(self._node_bytes(rec)))
-            if self._handles[key][1] is not None:
-                sizes.append(index_cost)
-        return sorted(sizes)
-
-    def slot_usage(self) -> dict[int, SlotStats]:
-        """Per slot size: slots used and free in the pages holding that size, reqs, fails."""
-        return {size: SlotStats(**self.slab.slot_stats(size)) for size in SLOT_SIZES}
-
-    def reset_slab_stats(self) -> None:
-        """``DELETE /slabs/{zone}``: zero ``reqs`` and ``fails`` (the pairs are untouched)."""
-        self.slab.reset_statistics()
-
-    # -- state file -----------------------------------------------------------------------------
-
-    @property
-    def state_path(self) -> Path | None:
-        """Where ``state=`` is written inside ``state_dir`` (None: no state or memory only)."""
-        if self.conf.state is None or self.state_dir is None:
-            return None
-        rel = Path(self.conf.state)
-        if rel.is_absolute():
-            rel = rel.relative_to(rel.anchor)  # never write outside the run's directory
-        return self.state_dir / rel
-
-    def _changed(self) -> None:
-        if self.conf.state is None:
-            return
-        self.dirty = True
-        if self.write_through:
-            self.save()
-
-    def _state_document(self) -> list[dict]:
-        self._expire_due()
-        offset = self.clock.now_ms() - self.env.now  # sim ms -> this node's wall clock
-        return [
-            {
-                "key": r.key,
-                "value": r.value,
-                "timestamp": r.timestamp,
-                "origin": r.origin,
-                "expire": None if r.expire_at is None else r.expire_at + offset,
-            }
-            for r in self._records.values()
-        ]
-
-    def save(self) -> None:
-        """Write the zone's state now (file, or memory when ``state_dir`` is None)."""
-        if self.conf.state is None:
-            return
-        records = self._state_document()
-        path = self.state_path
-        if path is None:
-            self._saved = records
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            doc = {"version": _STATE_VERSION, "zone": self.conf.name, "records": records}
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(doc, separators=(",", ":")), encoding="utf-8")
-            os.replace(tmp, path)
-        self.dirty = False
-
-    def load_state(self) -> int:
-        """Add the saved pairs that are still live by this node's clock; returns how many.
-
-        Saved timestamps and origins are kept; nothing is queued for zone_sync (a restarted
-        node gets and gives full snapshots when it reconnects). Pairs that no longer fit the
-        zone, or whose key the zone's type rejects, are left out.
-        """
-        if self.conf.state is None:
-            return 0
-        path = self.state_path
-        if path is None:
-            records = self._saved or []
-        elif not path.exists():
-            return 0
-        else:
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as err:
-                raise KeyvalStateError(f"{path}: {err}") from None
-            if not isinstance(doc, dict) or doc.get("version") != _STATE_VERSION:
-                raise KeyvalStateError(f"{path}: not a clustersim keyval state file")
-            records = doc["records"]
-        offset = self.clock.now_ms() - self.env.now
-        loaded = 0
-        for item in records:
-            key, value = item["key"], item["value"]
-            expire_at = None if item["expire"] is None else item["expire"] - offset
-            if expire_at is not None and expire_at <= self.env.now:
-                continue
-            if key in self._records or (self.conf.type == "ip" and _ip_network(key) is None):
-                continue
-            try:
-                self._store(key, value, item["timestamp"], item["origin"], expire_at)
-            except KeyvalZoneFull:
-                continue
-            loaded += 1
-        return loaded
-
-    def restart(self) -> int:
-        """The node's nginx stopped and started: shared memory is lost, the state file is read.
-
-        Returns the number of pairs restored. Unsaved changes (``write_through=False`` and no
-        :meth:`save` since) are lost, as they would be on a real crash between writes.
-        """
-        self._clear_memory()
-        self.dirty = False
-        return self.load_state()
-
-
-def _ip_network(key: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    try:
-        return ipaddress.ip_network(key, strict=False)
-    except ValueError:
-        return None
 
 
 __all__ = [

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 from simpy.events import Timeout
 
-from api.live import Pacer, _HttpConnection
+from api.live import Pacer
+from api.live.http import _HttpConnection
 from sim.cluster import scenario
 from sim.cluster.cluster import Cluster
 

@@ -1,4 +1,4 @@
-"""The fast lane (sim/eventq.py, sim/environment.py): events in it run in exactly the order one
+"""The fast lane (sim/core/eventq.py, sim/core/environment.py): events in it run in exactly the order one
 simpy heap would give them, and everything simpy offers keeps working around it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Active health checks (sim/health.py): timing, verdicts, counters, match tests, stream checks.
+"""Active health checks (sim/upstream/health.py): timing, verdicts, counters, match tests, stream checks.
 
 Every world here has 1 ms one-way links with infinite bandwidth and backends whose health
 endpoint answers in 4 ms, so an http check takes 2 (connect) + 1 (request) + 4 + 1 (answer)

@@ -1,4 +1,4 @@
-"""Status zones (sim/zones.py): the per-class and per-code counts, kept in native fields, read
+"""Status zones (sim/zones/status.py): the per-class and per-code counts, kept in native fields, read
 back as the API's lists and dicts."""
 
 from __future__ import annotations
