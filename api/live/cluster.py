@@ -53,6 +53,9 @@ class LiveCluster:
     async def start(self) -> None:
         """Bind every node's sockets and the control endpoint, then start the pacer."""
         loop = asyncio.get_running_loop()
+        # live timestamps are the wall clock's: sim time now is this instant (at speed 1 they
+        # stay together; at speed X the API's clock runs X times as fast)
+        self.cluster.set_epoch(int(time.time() * 1000 - self.cluster.env.now))
         self.pacer.begin()
         plan = plan_bindings(self.cluster, port_offset=self.port_offset, address_base=self.address_base)
         taken: dict[tuple[str, int], Binding] = {}

@@ -55,7 +55,6 @@ class NodeFrontend:
         self.pacer = live.pacer
         self.bindings: list[Binding] = []
         self.api_app = None
-        self._waiting: dict[object, _Pending] = {}  # ClientConn -> live request awaiting its hook
         self._addr_cache: dict[tuple, str | None] = {}
         self._seen_incarnation = node.incarnation
         self.tasks: set[asyncio.Task] = set()
@@ -79,7 +78,6 @@ class NodeFrontend:
         proto.state = None
         if incarnation != self.node.incarnation:
             return  # the process that held it is gone; its counters went with it
-        self._waiting.pop(conn, None)
         req = proto.current
         if req is not None and req.sim is not None and not req.sim.final:
             self.node.discard(req.sim)
@@ -136,13 +134,14 @@ class NodeFrontend:
         binding = proto.binding
         host = req.host or binding.bind_address
         pending = _Pending(proto, req)
-        self._waiting[conn] = pending
+        # the request carries its own way back to this connection, so an api location it reaches
+        # later (after a limit_req delay, say) still answers it
         sim = node.handle(
             conn, req.target, host, binding.port, proto.client_ip, req.nbytes,
             done=lambda r, p=pending: self._done(p, r), method=req.method,
             listen_address=self._listen_address(binding, host),
+            api_handler=lambda r, p=pending: self._hooked(r, p),
         )
-        self._waiting.pop(conn, None)
         if sim is None:
             # no server block listens there (or the node is down): nginx would not have accepted it
             proto.abort()
@@ -195,13 +194,13 @@ class NodeFrontend:
     # --- api and files: the node's api_hook -----------------------------------------------------
 
     def _hook(self, sim) -> None:
-        """The model reached an ``api`` (or file) location: answer it here and complete it."""
+        """A simulated client reached an ``api`` (or file) location: no HTTP to answer."""
+        self.node.respond(sim, 404, 0)
+
+    def _hooked(self, sim, pending: _Pending) -> None:
+        """A live request reached an ``api`` (or file) location: answer it here and complete it."""
         node = self.node
-        pending = self._waiting.pop(sim.conn, None)
         loc = sim.loc
-        if pending is None:
-            node.respond(sim, 404, 0)  # a simulated client: no HTTP to answer
-            return
         pending.hooked = True
         if not access_allowed(loc.access, sim.client_ip):
             pending.body = _error_page(403)

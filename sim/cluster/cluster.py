@@ -105,6 +105,13 @@ class Cluster:
             out.append(node.address if node is not None else e)
         return out
 
+    def set_epoch(self, epoch_ms: int) -> None:
+        """Put sim time 0 at ``epoch_ms`` (Unix ms) for the cluster and every node's clock.
+        Live mode calls it before serving, so timestamps follow the wall clock."""
+        self.epoch_ms = epoch_ms
+        for node in self.nodes.values():
+            node.clock.epoch_ms = epoch_ms
+
     def node_address(self, entry: str) -> str:
         """A host-map entry that names a node stands for that node's address."""
         node = self.nodes.get(entry) if hasattr(self, "nodes") else None

@@ -90,7 +90,8 @@ class _UpstreamBuilder(_BuilderBase):
                 self.skip(c)
         if state_st is not None and servers:
             raise ConfigError('"state" directive cannot be used with "server" directives', state_st.where)
-        if not servers and state_st is None:
+        if not servers and state_st is None and zone is None:
+            # with a zone, NGINX Plus accepts an empty group: its servers come from the API
             raise ConfigError("no servers are inside upstream", st.where)
         for server, written, c in servers:
             if method in _NO_BACKUP_METHODS:

@@ -114,7 +114,7 @@ class Node:
         self.conf = conf
         self.version = NGINX_VERSION
         self.build = NGINX_BUILD
-        self.generation = 0
+        self.generation = 1  # NGINX Plus reports 1 after start; each reload adds one
         self.up = True
         self.incarnation = 0  # bumped by a crash: work of the dead process no longer counts
         self.pid_base = 1000 + 100 * index
@@ -323,12 +323,8 @@ class Node:
             lz.requests += 1
             lz.received += req_bytes
         if route.limited:
-            if loc.limit_conn:
-                outcome, held = limit_conn([(self.limit_conns[c.zone], expand_vars(self.limit_conns[c.zone].conf.key, req), c) for c in loc.limit_conn])
-                if outcome == "rejected":
-                    self.respond(req, loc.limit_conn[0].status, 0)
-                    return req
-                req.limit_conns = held or None
+            # the preaccess phase: limit_req first, then limit_conn, so a request that
+            # limit_req delays holds no limit_conn slot while it waits
             if loc.limit_req:
                 outcome, delay = limit_req(
                     [(self.limit_reqs[c.zone], expand_vars(self.limit_reqs[c.zone].conf.key, req), c) for c in loc.limit_req],
@@ -341,6 +337,8 @@ class Node:
                     ev = Timeout(self.env, delay, req)
                     ev.callbacks.append(self._after_delay)
                     return req
+            if loc.limit_conn and not self._limit_conn(req, loc):
+                return req
         zone = route.zone
         if zone is None:
             self._dispatch(req, loc)
@@ -360,10 +358,34 @@ class Node:
             self._cache_continue(req, zone, zone.lookup(route.key, now, loc.proxy))
         return req
 
+    def _limit_conn(self, req: Request, loc) -> bool:
+        """limit_conn for ``req``; False when it was rejected (and answered)."""
+        outcome, held = limit_conn([(self.limit_conns[c.zone], expand_vars(self.limit_conns[c.zone].conf.key, req), c)
+                                    for c in loc.limit_conn])
+        if outcome == "rejected":
+            self.respond(req, loc.limit_conn[0].status, 0)
+            return False
+        req.limit_conns = held or None
+        return True
+
+    def _release_conns(self, req: Request) -> None:
+        """The request is finalized as far as limit_conn is concerned: its slots are free."""
+        held = req.limit_conns
+        if held:
+            req.limit_conns = None
+            for zone, key in held:
+                zone.release(key)
+
     def _after_delay(self, ev) -> None:
+        """limit_req's delay is over: the request resumes in its location, after limit_req (it
+        was counted there once, as delayed), with limit_conn and then the content phase."""
         req = ev._value
-        if not req.final:
-            self._dispatch(req, req.loc)
+        if req.final:
+            return
+        loc = req.loc
+        if loc.limit_conn and not self._limit_conn(req, loc):
+            return
+        self._dispatch(req, loc)
 
     def _dispatch(self, req: Request, loc) -> None:
         """Run the location's content handler: return, api, proxy_pass, or nothing (404)."""
@@ -372,6 +394,10 @@ class Node:
         elif loc.api or loc.root is not None or loc.alias is not None:
             # the API and files on disk are answered by the caller's handler or the live hook
             handler = req.api_handler or self.api_hook
+            # nginx answers these within one turn of its event loop and finalizes the request
+            # there, which frees its limit_conn slots; the handler (the live server's ASGI app)
+            # may take wall time that is not nginx's
+            self._release_conns(req)
             if handler is not None:
                 handler(req)
             else:
@@ -475,8 +501,7 @@ class Node:
             return
         req.final = True
         if req.limit_conns:
-            for zone, key in req.limit_conns:
-                zone.release(key)
+            self._release_conns(req)
         status = delivery.status
         nbytes = delivery.nbytes
         req.status = status
@@ -510,8 +535,7 @@ class Node:
             return
         req.final = True
         if req.limit_conns:
-            for zone, key in req.limit_conns:
-                zone.release(key)
+            self._release_conns(req)
         if req.sz is not None:
             req.sz.processing -= 1
             req.sz.discarded += 1
@@ -549,7 +573,7 @@ class Node:
     def restart(self) -> None:
         """A new nginx process: statistics from zero, configuration loaded afresh."""
         self.up = True
-        self.generation = 0
+        self.generation = 1
         self.respawned = 0
         self.ssl = SslCounters()
         self.ppid = self._new_pid()

@@ -80,6 +80,11 @@ class SharedMemory:
                     if h is not None:
                         handles.append(h)
             held[key] = handles
+        # a reservation lives only within one synchronous add: one left now belongs to a
+        # server that was added and removed between two syncs (or whose add failed)
+        for rkey in [k for k in reserved if k[0] == up.name]:
+            for h in reserved.pop(rkey):
+                pool.free(h)
 
     def reserve_peer_memory(self, up, name: str, server: str) -> bool:
         """Allocate a server's memory in its upstream zone before it is added (False: zone full)."""

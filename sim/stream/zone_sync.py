@@ -105,6 +105,14 @@ class Connection:
         self.connects = 0  # times this connection was established
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class ZoneSync:
     """The zone_sync module of one node: connections, polling, sending, receiving, counters."""
 
@@ -197,10 +205,19 @@ class ZoneSync:
 
     # --- targets --------------------------------------------------------------------------------
 
-    def _lookup(self, host: str) -> list[str]:
+    def _lookup(self, host: str, resolve: bool = False) -> list[str]:
         if host.startswith("unix:"):
             return []
         cluster = self.node.cluster
+        resolver = getattr(self.node, "stream_resolver", None)
+        if resolve and resolver is not None and not _is_address(host):
+            # ``zone_sync_server NAME resolve``: the stream resolver asks again whenever its
+            # answer's validity (``valid=``) has run out, and counts every query it sends
+            answer = resolver.query(host, self.env.now)
+            if answer.ok:
+                return [cluster.node_address(a) for a in answer.addrs]
+            # an error keeps the connections the last good answers gave
+            return list(self.connections)
         addrs = cluster.resolve_name(host)
         if addrs is not None:
             return list(addrs)
@@ -217,7 +234,7 @@ class ZoneSync:
         by_address = {n.address: n for n in self.node.cluster.nodes.values()}
         out, seen = [], set()
         for s in self.conf.servers:
-            for addr in self._lookup(s.host):
+            for addr in self._lookup(s.host, s.resolve):
                 if addr not in seen:
                     seen.add(addr)
                     out.append((addr, by_address.get(addr)))
@@ -334,7 +351,10 @@ class ZoneSync:
         timeout = self.conf.timeout_ms
         live: list[tuple[Connection, bool]] = []
         for conn in list(self.connections.values()):
-            if conn.state != ESTABLISHED or conn.is_self:
+            if conn.state != ESTABLISHED:
+                continue
+            if conn.is_self:  # loopback: always through, and it carries data like any other
+                live.append((conn, True))
                 continue
             verdict = self._probe(conn)
             if verdict == "reset":
@@ -347,7 +367,9 @@ class ZoneSync:
                 self._close(conn, "timed out")
                 continue
             live.append((conn, verdict == "ok"))
-        if live:
+        # the output queue drains when another node can take it; the node's own connection then
+        # gets a copy like every other, so an isolated node keeps its records pending
+        if any(not conn.is_self for conn, _ok in live):
             messages = self._drain()
             for conn, ok in live:
                 if messages:
@@ -402,7 +424,8 @@ class ZoneSync:
         messages, conn.backlog = conn.backlog, []
         now = self.env.now
         # in order on the connection: a message never overtakes the one before it
-        at = max(now + self._link(conn).transfer_ms(sum(m.size for m in messages)), conn.busy_until)
+        transfer = 0.0 if conn.is_self else self._link(conn).transfer_ms(sum(m.size for m in messages))
+        at = max(now + transfer, conn.busy_until)
         conn.busy_until = at
         self._later(at - now, (conn, conn.epoch, messages, now), self._deliver)
 
@@ -410,7 +433,7 @@ class ZoneSync:
         conn, epoch, messages, written_at = ev._value
         if self.stopped or conn.epoch != epoch:
             return  # the connection was closed: what was in flight went with it
-        if self._link(conn).cut:
+        if not conn.is_self and self._link(conn).cut:
             # caught by the cut on the way: TCP resends it if the connection survives
             conn.backlog[0:0] = messages
             return

@@ -81,7 +81,6 @@ class Upstream:
         self.peers: list[Peer] = []
         self.primary: list[Peer] = []
         self.backups: list[Peer] = []
-        self.has_backup_list = any(s.backup for s in conf.servers)
         self._next_id = 0
         self.balancer: Any = make_balancer(
             conf.method,
@@ -397,7 +396,9 @@ class Upstream:
         service = vals.get("service")
         address, host, port, is_name = parse_address(vals["server"], service, self.kind)
         backup = vals.get("backup", False)
-        if backup and (not self.has_backup_list or self.method in ("hash", "ip_hash", "random")):
+        # NGINX Plus adds a backup to any zone'd group whose balancing method allows backups,
+        # whether or not the configuration listed one (nginx-plus-go-client's suite relies on it)
+        if backup and self.method in ("hash", "ip_hash", "random"):
             raise errors.UpstreamNoBackup(f'upstream "{self.name}" has no backup')
         if is_name and not has_resolver:
             raise errors.UpstreamConfNoResolver(f'no resolver defined to resolve "{host}"')

@@ -6,8 +6,11 @@ pairs (the exceptions below carry nginx's wording and no HTTP status), answers t
 ``keyval`` variable makes for each ``type``, and keeps the things around the pairs:
 
 * **expiry** (``timeout`` or a per-pair ``expire``): a pair is live while ``env.now <
-  expire_at``. Due pairs are dropped lazily whenever the zone is touched and eagerly by one
-  simpy timeout armed for the earliest expiry (a heap of expiry times, no polling);
+  expire_at``. As nginx's shared-memory zones do, expiry is lazy: a due pair is freed when the
+  zone's pairs are next read or written (a heap of expiry times, no timer, no polling), so no
+  read ever sees it, while zone_sync's ``records_total`` and ``/slabs`` (which read the zone's
+  memory, not its pairs) count it until then. nginx-plus-go-client's suite relies on this: it
+  reads ``records_total`` of a ``timeout=5s`` zone after sleeping five seconds;
 * **memory**: each pair allocates an estimated node (and, for ``ip``/``prefix``, an index node)
   from the zone's :class:`sim.zones.slabs.SlabPool`; when the pool has no room the pair is refused with
   :class:`KeyvalZoneFull`. The same pool is what ``/slabs/{zone}`` shows;
@@ -146,34 +149,36 @@ class KeyvalZone(KeyvalStore):
 
     @property
     def records_total(self) -> int:
-        """Live pairs stored on this node (local and received): zone_sync's ``records_total``."""
-        self._expire_due()
+        """Pairs held in the zone's shared memory on this node (local and received): zone_sync's
+        ``records_total``. Expired pairs count until the zone next frees them (see the module's
+        note on expiry); reading this does not."""
         return len(self._records)
 
     @property
     def records_pending(self) -> int:
-        """Keys waiting in the zone_sync output queue."""
-        self._expire_due()
-        return len(self._pending)
+        """Live keys waiting in the zone_sync output queue."""
+        return sum(1 for k in self._pending if self._alive(k))
 
     @property
     def pending_keys(self) -> list[str]:
-        self._expire_due()
-        return list(self._pending)
+        return [k for k in self._pending if self._alive(k)]
+
+    def _alive(self, key: str) -> bool:
+        """Whether ``key`` holds a pair that has not expired. Reads use this and free nothing:
+        only writes sweep due pairs out of memory (the module's note on expiry)."""
+        rec = self._records.get(key)
+        return rec is not None and (rec.expire_at is None or self.env.now < rec.expire_at)
 
     def get(self, key: str | None = None) -> dict[str, str]:
         """All live pairs in insertion order, or ``{key: value}`` for one key (exact match)."""
-        self._expire_due()
         if key is None:
-            return {k: r.value for k, r in self._records.items()}
-        rec = self._records.get(key)
-        if rec is None:
+            return {k: r.value for k, r in self._records.items() if self._alive(k)}
+        if not self._alive(key):
             raise KeyvalKeyNotFound(key)
-        return {key: rec.value}
+        return {key: self._records[key].value}
 
     def record(self, key: str) -> Record | None:
-        self._expire_due()
-        return self._records.get(key)
+        return self._records[key] if self._alive(key) else None
 
     def lookup(self, search_key: str) -> str | None:
         """The value the ``keyval`` variable takes for ``search_key`` under the zone's ``type``.
@@ -182,7 +187,6 @@ class KeyvalZone(KeyvalStore):
         address (a plain address is a /32 or /128). ``prefix``: the longest record key that
         starts ``search_key``.
         """
-        self._expire_due()
         kind = self.conf.type
         if kind == "ip":
             key = self._lookup_ip(search_key)
@@ -190,27 +194,26 @@ class KeyvalZone(KeyvalStore):
             key = self._lookup_prefix(search_key)
         else:
             key = search_key
-        rec = self._records.get(key) if key is not None else None
-        return rec.value if rec is not None else None
+        return self._records[key].value if key is not None and self._alive(key) else None
 
     def _lookup_ip(self, search_key: str) -> str | None:
         try:
             addr = ipaddress.ip_address(search_key)
         except ValueError:
             # Not an address: only the record spelled the same way can match.
-            return search_key if search_key in self._records else None
+            return search_key if self._alive(search_key) else None
         version, width, value = addr.version, addr.max_prefixlen, int(addr)
         for plen in sorted(self._ip_plens[version], reverse=True):
             mask = ((1 << plen) - 1) << (width - plen) if plen else 0
-            keys = self._ip_index[(version, plen)].get(value & mask)
-            if keys:
-                return keys[0]
+            for key in self._ip_index[(version, plen)].get(value & mask) or ():
+                if self._alive(key):
+                    return key
         return None
 
     def _lookup_prefix(self, search_key: str) -> str | None:
         n = len(search_key)
         for length in sorted(self._prefix_lens, reverse=True):
-            if length <= n and search_key[:length] in self._records:
+            if length <= n and self._alive(search_key[:length]):
                 return search_key[:length]
         return None
 
@@ -319,11 +322,13 @@ class KeyvalZone(KeyvalStore):
         sent; it leaves the queue and counts in ``skipped_records``. The first record that fits
         in general but not in what is left of the budget stays at the head for the next call.
         """
-        self._expire_due()
         limit = max_bytes if max_record_bytes is None else max_record_bytes
         out: list[Record] = []
         left = max_bytes
         for key in list(self._pending):
+            if not self._alive(key):  # expired before it could be sent: never travels
+                del self._pending[key]
+                continue
             rec = self._records[key]
             size = rec.wire_bytes
             if size > limit:
@@ -369,8 +374,7 @@ class KeyvalZone(KeyvalStore):
 
     def snapshot(self) -> list[Record]:
         """Every live record, local and received, for a peer that just (re)connected."""
-        self._expire_due()
-        return list(self._records.values())
+        return [r for k, r in self._records.items() if self._alive(k)]
 
 
 __all__ = [

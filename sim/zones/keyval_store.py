@@ -12,7 +12,6 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +49,6 @@ INDEX_NODE = 48
 #: Fixed part of one record on the zone_sync wire: lengths, timestamp, expiry.
 WIRE_OVERHEAD = 24
 
-_LIVE_FOREVER = math.inf
 _STATE_VERSION = 1
 
 
@@ -138,8 +136,6 @@ class KeyvalStore:
         self._pending: dict[str, None] = {}  # insertion-ordered set
         self._heap: list[tuple[float, int, str, Record]] = []
         self._seq = 0
-        self._timer = None
-        self._timer_at = _LIVE_FOREVER
         self._used_bytes = 0
         self._ip_index: dict[tuple[int, int], dict[int, list[str]]] = {}
         self._ip_plens: dict[int, dict[int, int]] = {4: {}, 6: {}}
@@ -200,7 +196,6 @@ class KeyvalStore:
             heapq.heappush(self._heap, (expire_at, self._seq, key, rec))
             if len(self._heap) > 2 * len(self._records) + 64:
                 self._compact_heap()
-            self._arm_timer(expire_at)
 
     @staticmethod
     def _node_bytes(rec: Record) -> int:
@@ -259,27 +254,6 @@ class KeyvalStore:
     def _compact_heap(self) -> None:
         self._heap = [e for e in self._heap if self._records.get(e[2]) is e[3]]
         heapq.heapify(self._heap)
-
-    def _arm_timer(self, at: float) -> None:
-        # One pending simpy timeout for the earliest expiry; later ones wait in the heap.
-        if at >= self._timer_at:
-            return
-        self._timer_at = at
-        self._timer = self.env.timeout(max(0.0, at - self.env.now))
-        self._timer.callbacks.append(self._on_timer)
-
-    def _on_timer(self, event) -> None:
-        if event is not self._timer:
-            return  # superseded by an earlier timer, or the zone was restarted
-        self._timer = None
-        self._timer_at = _LIVE_FOREVER
-        self._expire_due()
-        if self._heap:
-            # Stale heap heads (overwritten or deleted pairs) must not keep the timer busy.
-            while self._heap and self._records.get(self._heap[0][2]) is not self._heap[0][3]:
-                heapq.heappop(self._heap)
-            if self._heap:
-                self._arm_timer(self._heap[0][0])
 
     # -- memory statistics ----------------------------------------------------------------------
 

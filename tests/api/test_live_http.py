@@ -281,7 +281,7 @@ def test_reload_with_a_new_config_opens_its_new_listen():
         return r.json(), answer.text, live.cluster.nodes["node1"].generation
 
     entry, text, generation = serve(CRASHABLE, t)
-    assert (text, generation) == ("up", 1)
+    assert (text, generation) == ("up", 2)
     assert entry["listens"][0].endswith(":8082")
 
 

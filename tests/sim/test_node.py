@@ -130,7 +130,7 @@ def test_reload_bumps_generation_and_keeps_zone_counters():
     send(node, "/hello")
     cl.run(2000)
     node.reload()
-    assert node.generation == 1 and node.load_time == 2000
+    assert node.generation == 2 and node.load_time == 2000
     assert node.server_zones["www"].requests == 1
     assert node.requests_total == 1
 

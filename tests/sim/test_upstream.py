@@ -643,14 +643,18 @@ def test_adding_an_invalid_server_raises_nginx_error_with_its_text(body, exc, te
     assert [p.id for p in c.up.peers] == [0, 1]
 
 
-def test_adding_a_backup_needs_an_upstream_configured_with_backups():
+def test_a_backup_can_be_added_unless_the_balancing_method_forbids_backups():
+    # round robin without a backup in the configuration: NGINX Plus adds it (UpstreamNoBackup is
+    # only for hash, ip_hash and random, which cannot have backups)
     c = Client(world(f"server {A};"))
-    with pytest.raises(errors.UpstreamNoBackup) as e:
-        c.up.add_server({"server": B, "backup": True}, has_resolver=False)
-    assert e.value.text == 'upstream "backend" has no backup'
-    c = Client(world(f"hash $request_uri;\nserver {A};"))
-    with pytest.raises(errors.UpstreamNoBackup):
-        c.up.add_server({"server": B, "backup": True}, has_resolver=False)
+    added = c.up.add_server({"server": B, "backup": True}, has_resolver=False)
+    assert added.backup is True and c.up.backups == [added] and added not in c.up.primary
+    for method in ("hash $request_uri", "ip_hash", "random"):
+        c = Client(world(f"{method};\nserver {A};"))
+        with pytest.raises(errors.UpstreamNoBackup) as e:
+            c.up.add_server({"server": B, "backup": True}, has_resolver=False)
+        assert e.value.text == 'upstream "backend" has no backup'
+        assert len(c.up.peers) == 1
     c = validation_world()
     assert c.up.add_server({"server": C, "backup": True}, has_resolver=False).backup is True
     # the same address may be both a primary and a backup
