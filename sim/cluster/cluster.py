@@ -97,13 +97,7 @@ class Cluster:
     def resolve_name(self, host: str) -> list[str] | None:
         """The scenario's DNS: a host name -> addresses (node names stand for their addresses)."""
         entries = self.hosts.get(host)
-        if entries is None:
-            return None
-        out = []
-        for e in entries:
-            node = self.nodes.get(e) if hasattr(self, "nodes") else None
-            out.append(node.address if node is not None else e)
-        return out
+        return None if entries is None else [self.node_address(e) for e in entries]
 
     def set_epoch(self, epoch_ms: int) -> None:
         """Put sim time 0 at ``epoch_ms`` (Unix ms) for the cluster and every node's clock.

@@ -105,14 +105,6 @@ class Connection:
         self.connects = 0  # times this connection was established
 
 
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 class ZoneSync:
     """The zone_sync module of one node: connections, polling, sending, receiving, counters."""
 
@@ -208,9 +200,14 @@ class ZoneSync:
     def _lookup(self, host: str, resolve: bool = False) -> list[str]:
         if host.startswith("unix:"):
             return []
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            return [host]  # an address stands for itself
+        except ValueError:
+            pass
         cluster = self.node.cluster
         resolver = getattr(self.node, "stream_resolver", None)
-        if resolve and resolver is not None and not _is_address(host):
+        if resolve and resolver is not None:
             # ``zone_sync_server NAME resolve``: the stream resolver asks again whenever its
             # answer's validity (``valid=``) has run out, and counts every query it sends
             answer = resolver.query(host, self.env.now)
@@ -220,12 +217,7 @@ class ZoneSync:
             return list(self.connections)
         addrs = cluster.resolve_name(host)
         if addrs is not None:
-            return list(addrs)
-        try:
-            ipaddress.ip_address(host.strip("[]"))
-            return [host]
-        except ValueError:
-            pass
+            return addrs
         node = cluster.nodes.get(host)  # a bare node name, for scenarios without a hosts map
         return [node.address] if node is not None else []
 

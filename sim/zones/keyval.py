@@ -7,8 +7,8 @@ pairs (the exceptions below carry nginx's wording and no HTTP status), answers t
 
 * **expiry** (``timeout`` or a per-pair ``expire``): a pair is live while ``env.now <
   expire_at``. As nginx's shared-memory zones do, expiry is lazy: a due pair is freed when the
-  zone's pairs are next read or written (a heap of expiry times, no timer, no polling), so no
-  read ever sees it, while zone_sync's ``records_total`` and ``/slabs`` (which read the zone's
+  zone is next written (a heap of expiry times, no timer, no polling). Reads never see it and
+  free nothing, while zone_sync's ``records_total`` and ``/slabs`` (which read the zone's
   memory, not its pairs) count it until then. nginx-plus-go-client's suite relies on this: it
   reads ``records_total`` of a ``timeout=5s`` zone after sleeping five seconds;
 * **memory**: each pair allocates an estimated node (and, for ``ip``/``prefix``, an index node)
@@ -167,12 +167,13 @@ class KeyvalZone(KeyvalStore):
         """Whether ``key`` holds a pair that has not expired. Reads use this and free nothing:
         only writes sweep due pairs out of memory (the module's note on expiry)."""
         rec = self._records.get(key)
-        return rec is not None and (rec.expire_at is None or self.env.now < rec.expire_at)
+        return rec is not None and rec.live_at(self.env.now)
 
     def get(self, key: str | None = None) -> dict[str, str]:
         """All live pairs in insertion order, or ``{key: value}`` for one key (exact match)."""
         if key is None:
-            return {k: r.value for k, r in self._records.items() if self._alive(k)}
+            now = self.env.now
+            return {k: r.value for k, r in self._records.items() if r.live_at(now)}
         if not self._alive(key):
             raise KeyvalKeyNotFound(key)
         return {key: self._records[key].value}
@@ -374,7 +375,8 @@ class KeyvalZone(KeyvalStore):
 
     def snapshot(self) -> list[Record]:
         """Every live record, local and received, for a peer that just (re)connected."""
-        return [r for k, r in self._records.items() if self._alive(k)]
+        now = self.env.now
+        return [r for r in self._records.values() if r.live_at(now)]
 
 
 __all__ = [

@@ -92,6 +92,10 @@ class Record:
         """Bytes this record takes in a zone_sync buffer."""
         return WIRE_OVERHEAD + len(self.key.encode()) + len(self.value.encode())
 
+    def live_at(self, now: float) -> bool:
+        """Whether the pair has not expired at sim time ``now``."""
+        return self.expire_at is None or now < self.expire_at
+
     def expire_in(self, now: float) -> float | None:
         """Milliseconds of life left at sim time ``now`` (None: never expires)."""
         return None if self.expire_at is None else max(0.0, self.expire_at - now)

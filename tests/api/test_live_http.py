@@ -4,22 +4,15 @@ model's counters. Each test serves a small scenario on its own loopback addresse
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 import socket
 
 import httpx
 import pytest
+from live_harness import address_base, served
 
-from api.live import LiveCluster, LiveError
+from api.live import LiveError
 from sim.cluster import scenario
 from sim.cluster.cluster import Cluster
-
-_bases = itertools.count(1)
-
-
-def _address_base() -> str:
-    return f"127.{100 + os.getpid() % 100}.{next(_bases) % 250}.11"
 
 
 def _indent(text: str) -> str:
@@ -33,17 +26,7 @@ def _cluster(conf: str, nodes: int = 1, extra: str = "") -> Cluster:
 
 def serve(conf: str, test, *, nodes: int = 1, extra: str = "", **kw):
     """Serve ``conf`` and run ``await test(live, base_url_of_node1_port)``."""
-    cluster = _cluster(conf, nodes, extra)
-    live = LiveCluster(cluster, address_base=kw.pop("address_base", None) or _address_base(), control_port=0, **kw)
-
-    async def main():
-        await live.start()
-        try:
-            return await test(live)
-        finally:
-            await live.stop()
-
-    return asyncio.run(main())
+    return served(_cluster(conf, nodes, extra), test, **kw)
 
 
 def url(live, node: str, port: int) -> str:
@@ -191,7 +174,7 @@ def test_root_and_alias_locations_serve_files_from_disk(tmp_path):
 
 
 def test_a_port_in_use_is_an_error_naming_node_address_and_port(tmp_path):
-    base = _address_base()
+    base = address_base()
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     blocker.bind((base, 8081))

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
-import os
 import time
 from pathlib import Path
 
 import httpx
+from live_harness import served
 
-from api.live import LiveCluster
 from sim.cluster import scenario
 from sim.cluster.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "scenarios" / "client-suite.yaml"
-_bases = itertools.count(1)
 
 #: What the client's GetStats reads, all at once.
 STATS = ("nginx", "processes", "connections", "slabs", "http/requests", "ssl", "workers", "resolvers",
@@ -30,22 +27,8 @@ STATS = ("nginx", "processes", "connections", "slabs", "http/requests", "ssl", "
          "stream/keyvals", "stream/zone_sync", "stream/limit_conns", "", "http", "stream")
 
 
-def _address_base() -> str:
-    return f"127.{60 + os.getpid() % 100}.{next(_bases) % 250}.11"
-
-
 def serve(test, **kw):
-    cluster = Cluster(scenario.load(str(SCENARIO)), sample=False)
-    live = LiveCluster(cluster, address_base=_address_base(), control_port=0, **kw)
-
-    async def main():
-        await live.start()
-        try:
-            return await test(live)
-        finally:
-            await live.stop()
-
-    return asyncio.run(main())
+    return served(Cluster(scenario.load(str(SCENARIO)), sample=False), test, **kw)
 
 
 def base(live, node: str = "nginx") -> str:
