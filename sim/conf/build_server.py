@@ -18,6 +18,7 @@ from sim.conf.config import (
     AccessRule,
     CacheValid,
     ConfigError,
+    ErrorPageConf,
     HttpServerConf,
     ListenConf,
     LocationConf,
@@ -52,7 +53,7 @@ _HTTP_TIMES = (
 )  # fmt: skip
 _HTTP_FLAGS = (
     "proxy_cache_revalidate", "proxy_cache_lock", "proxy_cache_background_update",
-    "limit_req_dry_run", "limit_conn_dry_run",
+    "limit_req_dry_run", "limit_conn_dry_run", "proxy_intercept_errors", "recursive_error_pages",
 )  # fmt: skip
 
 
@@ -94,6 +95,8 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             scope.set(c, self.status_code(c))
         elif d in ("allow", "deny"):
             scope.add("access", self.access_rule(c))
+        elif d == "error_page":
+            scope.add(d, self.error_page(c))
         elif d == "root":
             scope.set(c, a[0])
         elif d in ("resolver", "resolver_timeout"):
@@ -129,6 +132,36 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
                 raise ConfigError(f'invalid status "{code}"', c.where)
             out.append(n)
         return CacheValid(tuple(out), any_code, ms)
+
+    def error_page(self, c: _Stmt) -> ErrorPageConf:
+        """``error_page 500 502 /50x.html``, ``error_page 404 =200 /empty``, ``error_page 404 = @fallback``,
+        ``error_page 403 http://example.com/forbidden.html``, checked as nginx checks them."""
+        *codes_text, uri = c.args
+        response: int | None = None
+        codes: list[int] = []
+        for i, text in enumerate(codes_text):
+            if text.startswith("="):
+                if i != len(codes_text) - 1:
+                    raise ConfigError(f'invalid value "{text}"', c.where)
+                if text == "=":
+                    response = -1
+                else:
+                    n = _parse_int(text[1:])
+                    if n is None:
+                        raise ConfigError(f'invalid value "{text}"', c.where)
+                    response = n
+                continue
+            n = _parse_int(text)
+            if n is None:
+                raise ConfigError(f'invalid value "{text}"', c.where)
+            if n == 499:
+                raise ConfigError('value "499" is not allowed', c.where)
+            if not 300 <= n <= 599:
+                raise ConfigError(f'value "{text}" must be between 300 and 599', c.where)
+            codes.append(n)
+        if not codes:
+            raise ConfigError('invalid number of arguments in "error_page" directive', c.where)
+        return ErrorPageConf(tuple(codes), uri, response, c.where)
 
     def access_rule(self, c: _Stmt) -> AccessRule:
         value = c.args[0]
@@ -214,6 +247,8 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
                 raw.alias = c.args[0]
             elif d == "health_check":
                 raw.health_checks.append((self.health_check(c, p), c))
+            elif d == "internal":
+                raw.internal = True
             elif d == "status_zone":
                 if raw.status_zone_set:
                     raise ConfigError('"status_zone" directive is duplicate', c.where)
@@ -277,6 +312,7 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             where=raw.where,
             return_code=code,
             return_text=text,
+            error_pages=tuple(raw.scope.get_array("error_page")),
         )
 
     def api_statements(self, locations: list[_RawLocation]) -> list[_Stmt]:
@@ -336,6 +372,10 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             limit_conn=self.limits(s, "limit_conn"),
             locations=tuple(self.build_location(child, p, zone) for child in raw.children),
             where=raw.where,
+            error_pages=tuple(s.get_array("error_page")),
+            intercept_errors=s.get("proxy_intercept_errors", False),
+            recursive_error_pages=s.get("recursive_error_pages", False),
+            internal=raw.internal,
         )
 
     def http_proxy_target(self, c: _Stmt, p: _Proto) -> tuple[str | None, str | None]:

@@ -291,6 +291,21 @@ class ProxyConf:
 
 
 @dataclass(frozen=True)
+class ErrorPageConf:
+    """``error_page code ... [=[response]] uri;``: where a response with one of ``codes`` goes.
+
+    ``uri`` is a URI in the same server (an internal redirect), a named location (``@name``) or
+    a URL (the client is redirected, 302 unless ``=301/302/303/307/308`` says otherwise).
+    ``response``: None keeps the original status, -1 (a bare ``=``) takes the status of the
+    location redirected to, any other number replaces the status."""
+
+    codes: tuple[int, ...]
+    uri: str
+    response: int | None = None
+    where: Where | None = None
+
+
+@dataclass(frozen=True)
 class LocationConf:
     modifier: str  # "" (prefix) | "=" | "~" | "~*" | "^~"
     path: str
@@ -311,6 +326,10 @@ class LocationConf:
     limit_conn: tuple[LimitConnConf, ...] = ()
     locations: tuple[LocationConf, ...] = ()  # nested locations
     where: Where | None = None
+    error_pages: tuple[ErrorPageConf, ...] = ()  # in effect here (inherited if none are set here)
+    intercept_errors: bool = False  # proxy_intercept_errors
+    recursive_error_pages: bool = False
+    internal: bool = False  # reachable only by internal redirects (error_page)
 
 
 @dataclass(frozen=True)
@@ -323,6 +342,7 @@ class HttpServerConf:
     where: Where | None = None
     return_code: int | None = None  # a server-level `return` (answered before any location)
     return_text: str | None = None
+    error_pages: tuple[ErrorPageConf, ...] = ()  # for requests no location matches
 
 
 @dataclass(frozen=True)

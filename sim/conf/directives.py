@@ -277,6 +277,7 @@ class _RawLocation:
     health_checks: list[tuple[HealthCheckConf, _Stmt]] = field(default_factory=list)
     status_zone: str | None = None
     status_zone_set: bool = False
+    internal: bool = False
     children: list[_RawLocation] = field(default_factory=list)
 
 

@@ -134,6 +134,13 @@ class Router:
             return best
         return default if default is not None else candidates[0]
 
+    def named_location(self, server: int, name: str) -> LocationConf | None:
+        """The ``location @name`` of a server block (error_page, try_files), or None."""
+        for loc in self.servers[server].locations:
+            if loc.path == name and loc.modifier == "":
+                return loc
+        return None
+
     def location_for(self, server: int, uri: str) -> LocationConf | None:
         path = uri.split("?", 1)[0]
         key = (server, path)

@@ -72,6 +72,11 @@ class Request:
     attempt: Any = None  # the current sim.http.proxy.Attempt
     vars: dict[str, str] | None = None
     api_handler: Any = None  # who answers this request if it reaches an api location
+    # error_page: internal redirects made so far, the status to send in the end (0: the
+    # response's own), and whether a further error may be redirected again
+    redirects: int = 0
+    err_status: int = 0
+    error_page_done: bool = False
 
     def __init__(self, node: Any, uri: str, host: str, client_ip: str, req_bytes: int,
                  done: Callable[[Request], Any] | None = None, method: str = "GET",

@@ -314,8 +314,10 @@ class Node:
             sz.received += req_bytes
         loc = route.loc
         req.loc = loc
-        if loc is None:
-            self.respond(req, 404, 0)
+        if loc is None or loc.internal:
+            # no location, or one that only internal redirects reach: 404, with the server's
+            # (or the internal location's) error_page
+            self.respond_error(req, 404)
             return req
         lz = route.lz
         if lz is not None:
@@ -331,7 +333,7 @@ class Node:
                     self.env.now,
                 )
                 if outcome == "rejected":
-                    self.respond(req, loc.limit_req[0].status, 0)
+                    self.respond_error(req, loc.limit_req[0].status)
                     return req
                 if delay > 0:
                     ev = Timeout(self.env, delay, req)
@@ -363,7 +365,7 @@ class Node:
         outcome, held = limit_conn([(self.limit_conns[c.zone], expand_vars(self.limit_conns[c.zone].conf.key, req), c)
                                     for c in loc.limit_conn])
         if outcome == "rejected":
-            self.respond(req, loc.limit_conn[0].status, 0)
+            self.respond_error(req, loc.limit_conn[0].status)
             return False
         req.limit_conns = held or None
         return True
@@ -390,7 +392,10 @@ class Node:
     def _dispatch(self, req: Request, loc) -> None:
         """Run the location's content handler: return, api, proxy_pass, or nothing (404)."""
         if loc.return_code is not None:
-            self.respond(req, loc.return_code, len(loc.return_text or ""))
+            if loc.return_text is None and loc.return_code >= 300:
+                self.respond_error(req, loc.return_code)  # nginx's own page, or the error_page
+            else:
+                self.respond(req, loc.return_code, len(loc.return_text or ""))
         elif loc.api or loc.root is not None or loc.alias is not None:
             # the API and files on disk are answered by the caller's handler or the live hook
             handler = req.api_handler or self.api_hook
@@ -410,7 +415,7 @@ class Node:
             else:
                 self.proxy.start(req)
         else:
-            self.respond(req, 404, 0)
+            self.respond_error(req, 404)
 
     # --- proxy cache (with sim.node.upstream_cache) --------------------------------------------
 
@@ -471,7 +476,10 @@ class Node:
         if req.cache_status is not None and req.incarnation == self.incarnation:
             status, nbytes = self._cache_finish(req, status, nbytes, None)
         if req.conn is not None:  # a background cache update has nobody to answer
-            self.respond(req, status, nbytes)
+            if status >= 300 and req.loc.intercept_errors:
+                self.respond_error(req, status, nbytes)
+            else:
+                self.respond(req, status, nbytes)
 
     def upstream_failed(self, req: Request, status: int, kind: str) -> None:
         """No usable response from the upstream (``kind`` is "error" or "timeout")."""
@@ -479,7 +487,78 @@ class Node:
         if req.cache_status is not None and req.incarnation == self.incarnation:
             status, nbytes = self._cache_finish(req, status, 0, kind)
         if req.conn is not None:
-            self.respond(req, status, nbytes)
+            self.respond_error(req, status, nbytes)
+
+    # --- error_page (internal redirects) -------------------------------------------------------
+
+    def respond_error(self, req: Request, status: int, nbytes: int = 0) -> None:
+        """An error nginx answers itself (or an upstream's error under proxy_intercept_errors):
+        sent as it is, or, when an ``error_page`` in effect names ``status``, redirected."""
+        loc = req.loc
+        if loc is not None:
+            pages = loc.error_pages
+        elif req.server is not None:
+            pages = self.routes.router.servers[req.server].error_pages
+        else:
+            pages = ()
+        if pages and not req.error_page_done and self._error_page(req, pages, status):
+            return
+        req.err_status = 0  # an error in the location redirected to is sent as it is
+        self.respond(req, status, nbytes)
+
+    def _error_page(self, req: Request, pages, status: int) -> bool:
+        """Follow the first ``error_page`` naming ``status``, as nginx's special response
+        handler does: an internal redirect to a URI or a named location (the request goes on in
+        that location, under the same server and location zones, without the preaccess limits
+        again), or a redirect of the client to a URL. False when no page names ``status``."""
+        page = None
+        for p in pages:
+            if status in p.codes:
+                page = p
+                break
+        if page is None or req.final:
+            return False
+        loc = req.loc
+        if loc is None or not loc.recursive_error_pages:
+            req.error_page_done = True
+        uri = page.uri
+        response = page.response
+        if not uri.startswith(("/", "@")):
+            # a URL: the client is sent there, with 302 unless the page names a redirect code
+            req.err_status = 0
+            code = response if response in (301, 302, 303, 307, 308) else 302
+            self.respond(req, code, 0)
+            return True
+        req.redirects += 1
+        if req.redirects > 10:  # nginx: "rewrite or internal redirection cycle"
+            req.err_status = 0
+            self.respond(req, 500, 0)
+            return True
+        req.err_status = status if response is None else (0 if response == -1 else response)
+        if req.method not in ("GET", "HEAD"):
+            req.method = "GET"
+        router = self.routes.router
+        si = req.server
+        new_loc = None
+        if si is not None:
+            new_loc = router.named_location(si, uri) if uri[0] == "@" else router.location_for(si, uri)
+        if new_loc is None and uri[0] == "@":
+            req.err_status = 0
+            self.respond(req, 500, 0)  # nginx: "could not find named location"
+            return True
+        # what the last location began is over: its upstream attempt, its cache lookup
+        req.attempt = None
+        req.cache_status = None
+        req.cache_key = None
+        req.cache_entry = None
+        req.tried = None
+        req.upstream = None
+        req.loc = new_loc
+        if new_loc is None:
+            self.respond_error(req, 404)
+        else:
+            self._dispatch(req, new_loc)
+        return True
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
         """Send the response (after ``delay`` ms) and update every counter on the way out."""
@@ -503,6 +582,8 @@ class Node:
         if req.limit_conns:
             self._release_conns(req)
         status = delivery.status
+        if req.err_status:  # an error_page redirect: the original (or its named) status is sent
+            status = req.err_status
         nbytes = delivery.nbytes
         req.status = status
         req.resp_bytes = nbytes
