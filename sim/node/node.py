@@ -34,6 +34,7 @@ from sim.http.proxy import Proxy
 from sim.http.routing import Router
 from sim.http.traffic import ClientConn, LatencyHistogram, Request, Worker
 from sim.node.cycle import init_cycle, start_background, stop_background
+from sim.node.error_page import respond_error
 from sim.node.route import Routes
 from sim.node.shm import SharedMemory
 from sim.node.upstream_cache import background_request, cache_finish, lookup_key
@@ -489,76 +490,8 @@ class Node:
         if req.conn is not None:
             self.respond_error(req, status, nbytes)
 
-    # --- error_page (internal redirects) -------------------------------------------------------
-
     def respond_error(self, req: Request, status: int, nbytes: int = 0) -> None:
-        """An error nginx answers itself (or an upstream's error under proxy_intercept_errors):
-        sent as it is, or, when an ``error_page`` in effect names ``status``, redirected."""
-        loc = req.loc
-        if loc is not None:
-            pages = loc.error_pages
-        elif req.server is not None:
-            pages = self.routes.router.servers[req.server].error_pages
-        else:
-            pages = ()
-        if pages and not req.error_page_done and self._error_page(req, pages, status):
-            return
-        req.err_status = 0  # an error in the location redirected to is sent as it is
-        self.respond(req, status, nbytes)
-
-    def _error_page(self, req: Request, pages, status: int) -> bool:
-        """Follow the first ``error_page`` naming ``status``, as nginx's special response
-        handler does: an internal redirect to a URI or a named location (the request goes on in
-        that location, under the same server and location zones, without the preaccess limits
-        again), or a redirect of the client to a URL. False when no page names ``status``."""
-        page = None
-        for p in pages:
-            if status in p.codes:
-                page = p
-                break
-        if page is None or req.final:
-            return False
-        loc = req.loc
-        if loc is None or not loc.recursive_error_pages:
-            req.error_page_done = True
-        uri = page.uri
-        response = page.response
-        if not uri.startswith(("/", "@")):
-            # a URL: the client is sent there, with 302 unless the page names a redirect code
-            req.err_status = 0
-            code = response if response in (301, 302, 303, 307, 308) else 302
-            self.respond(req, code, 0)
-            return True
-        req.redirects += 1
-        if req.redirects > 10:  # nginx: "rewrite or internal redirection cycle"
-            req.err_status = 0
-            self.respond(req, 500, 0)
-            return True
-        req.err_status = status if response is None else (0 if response == -1 else response)
-        if req.method not in ("GET", "HEAD"):
-            req.method = "GET"
-        router = self.routes.router
-        si = req.server
-        new_loc = None
-        if si is not None:
-            new_loc = router.named_location(si, uri) if uri[0] == "@" else router.location_for(si, uri)
-        if new_loc is None and uri[0] == "@":
-            req.err_status = 0
-            self.respond(req, 500, 0)  # nginx: "could not find named location"
-            return True
-        # what the last location began is over: its upstream attempt, its cache lookup
-        req.attempt = None
-        req.cache_status = None
-        req.cache_key = None
-        req.cache_entry = None
-        req.tried = None
-        req.upstream = None
-        req.loc = new_loc
-        if new_loc is None:
-            self.respond_error(req, 404)
-        else:
-            self._dispatch(req, new_loc)
-        return True
+        respond_error(self, req, status, nbytes)  # nginx's own error, or its error_page
 
     def respond(self, req: Request, status: int, nbytes: int, delay: float = 0.0) -> None:
         """Send the response (after ``delay`` ms) and update every counter on the way out."""
