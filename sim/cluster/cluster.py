@@ -18,7 +18,7 @@ from simpy.events import Timeout
 from sim.checks.metrics import Sampler
 from sim.checks.replication import ReplicationProbe, report_for_cluster
 from sim.cluster.backend import Backend
-from sim.cluster.faults import apply_fault
+from sim.cluster.faults import apply_fault, check_api_hook
 from sim.cluster.network import Network
 from sim.cluster.scenario import Scenario
 from sim.core.clock import DEFAULT_EPOCH_MS
@@ -50,6 +50,8 @@ class Cluster:
         self.backends: dict[str, Backend] = {}
         self.nodes: dict[str, Node] = {}
         self.fault_log: list[tuple[float, str, str]] = []
+        #: set by the driver (api.inprocess.attach): answers the timeline's `api` steps
+        self.api_hook = None
         for spec in scenario.nodes:
             self.network.register_node(spec.name)
         for i, spec in enumerate(scenario.nodes):
@@ -131,6 +133,7 @@ class Cluster:
     def run(self, until_ms: float | None = None) -> None:
         """Advance simulated time to ``until_ms`` (default: the scenario's duration)."""
         target = self.scenario.duration_ms if until_ms is None else until_ms
+        check_api_hook(self)
         if target > self.env.now:
             with _fewer_collections():
                 self.env.run(until=target)

@@ -12,7 +12,7 @@ Durations are nginx-style strings (``"90s"``, ``"500ms"``) or numbers of seconds
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,7 +20,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from sim.cluster.backend import BackendSpec
+from sim.cluster.faults import step_problem
 from sim.cluster.network import LinkSpec
+from sim.cluster.yaml_lines import _clean_loc, _field, _line_for, _line_map
 from sim.conf import config as nginx_config
 from sim.conf import reader as conf_reader
 from sim.core import dists
@@ -160,13 +162,16 @@ class WorkloadModel(_Model):
 
 
 class FaultModel(_Model):
+    """One step of the timeline: a fault, a reload, a DNS change or an API write (faults.py)."""
     at: Duration
     action: Literal[
         "backend_down", "backend_up", "backend_slow", "backend_erroring",
         "partition", "heal", "cut_link", "restore_link", "slow_link",
         "crash_node", "restart_node", "crash_worker", "reload", "clock_offset",
+        "dns", "api",
     ]
-    target: str | None = None  # backend address, node name or "a|b" link
+    # backend address, node name, "a|b" link, a host name (dns); for reload also a list or "all"
+    target: str | list[str] | None = None
     nodes: list[str] = Field(default_factory=list)
     other: list[str] = Field(default_factory=list)
     factor: float = Field(1.0, gt=0)
@@ -174,6 +179,16 @@ class FaultModel(_Model):
     latency: Duration = 0.0
     offset: SignedDuration | None = None
     duration: Duration | None = None  # heal automatically after this long
+    # reload: the configuration to load (relative to the scenario), one node after another
+    nginx_conf: str | None = None
+    stagger: Duration | None = None
+    # dns: what the name server answers for `target` from now on (addresses or an error word)
+    addresses: list[str] | str | None = None
+    # api: one request a user would send to `node`'s NGINX Plus API
+    node: str | None = None
+    method: Literal["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"] | None = None
+    path: str | None = None
+    body: Any = None
 
 
 class ExpectationModel(_Model):
@@ -223,6 +238,7 @@ class ScenarioModel(_Model):
     seed: int = 1
     duration: Duration = 60_000.0
     sample_interval: Duration = 1000.0
+    scrape_interval: Duration | None = None  # a Prometheus scraper (clustersim.monitoring), if set
     epoch_ms: int | None = None
     nginx_conf: str | None = None
     nginx_conf_inline: str | None = None
@@ -252,10 +268,10 @@ class ScenarioModel(_Model):
                 raise ValueError("at least one node")
         return v
 
-    @field_validator("duration", "sample_interval")
+    @field_validator("duration", "sample_interval", "scrape_interval")
     @classmethod
     def _positive(cls, v):
-        if v <= 0:
+        if v is not None and v <= 0:
             raise ValueError("must be positive")
         return v
 
@@ -287,6 +303,8 @@ class Scenario:
     node_link: LinkSpec
     stream_workloads: tuple[StreamWorkloadSpec, ...] = ()
     keyval_writers: tuple[KeyvalWriterSpec, ...] = ()
+    #: the nginx.conf of each ``reload`` step that names one, by its index in ``faults``
+    fault_confs: dict[int, nginx_config.NginxConf] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -323,63 +341,6 @@ def backend_spec(address: str, m: BackendModel) -> BackendSpec:
         error_status=m.error_status,
         stream_response_bytes=m.stream_response_bytes,
     )
-
-
-# --- YAML with line numbers -------------------------------------------------------------------
-
-
-def _line_map(node, path=(), out=None) -> dict[tuple, int]:
-    """Map every field path in the YAML document to its 1-based line."""
-    if out is None:
-        out = {}
-    out.setdefault(path, node.start_mark.line + 1)  # a key's own line wins over its value's
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value
-            try:
-                key = int(key)
-            except (TypeError, ValueError):
-                pass
-            out[(*path, key)] = k.start_mark.line + 1
-            _line_map(v, (*path, key), out)
-            if isinstance(key, int):
-                out.setdefault((*path, str(key)), k.start_mark.line + 1)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _line_map(v, (*path, i), out)
-    return out
-
-
-_TYPE_LABELS = ("int", "str", "float", "bool", "none")
-
-
-def _clean_loc(loc) -> tuple:
-    """Drop pydantic's type labels (``'int'``, ``'list[NodeModel]'``...) from an error location."""
-    return tuple(
-        p for p in loc
-        if not (isinstance(p, str) and (p in _TYPE_LABELS or "[" in p or p.startswith("function-")))
-    )
-
-
-def _line_for(lines: dict[tuple, int], loc: tuple) -> int:
-    loc = tuple(loc)
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return lines.get((), 1)
-
-
-def _field(loc: tuple) -> str:
-    parts = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        elif p in ("int", "list[NodeModel]", "list[str]", "function-before[_duration(), float]") or str(p).startswith(("function-", "literal[")):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts) or "(top level)"
 
 
 def load(path: str | Path, *, seed: int | None = None) -> Scenario:
@@ -493,12 +454,19 @@ def loads(text: str, *, filename: str = "<scenario>", base_dir: str | Path = "."
                 stop_ms=w.stop,
             )
         )
+    fault_confs: dict[int, nginx_config.NginxConf] = {}
     for i, f in enumerate(model.faults):
         for n in [*f.nodes, *f.other]:
             if n not in node_names:
                 raise ScenarioError(f"{where('faults', i)}: faults[{i}]: unknown node {n!r}")
-        if f.action in ("crash_node", "restart_node", "crash_worker", "reload", "clock_offset") and f.target not in node_names:
+        if (problem := step_problem(f, node_names)) is not None:  # reload, dns and api steps
+            name, reason = problem
+            loc = ("faults", i, name) if name else ("faults", i)
+            raise ScenarioError(f"{where(*loc)}: faults[{i}]{'.' + name if name else ''}: {reason}")
+        if f.action in ("crash_node", "restart_node", "crash_worker", "clock_offset") and f.target not in node_names:
             raise ScenarioError(f"{where('faults', i, 'target')}: faults[{i}].target: expected a node name, got {f.target!r}")
+        if f.action == "reload" and f.nginx_conf is not None:
+            fault_confs[i] = conf_from(f.nginx_conf, None, ("faults", i, "nginx_conf"))
         if f.action.startswith("backend_") and not f.target:
             raise ScenarioError(f"{where('faults', i)}: faults[{i}].target: a backend address is required")
         if f.action in ("cut_link", "restore_link", "slow_link") and (not f.target or "|" not in f.target):
@@ -519,6 +487,7 @@ def loads(text: str, *, filename: str = "<scenario>", base_dir: str | Path = "."
         workloads=tuple(workloads),
         link=link,
         node_link=node_link,
+        fault_confs=fault_confs,
         **_stream_and_keyval_specs(model, nodes, where),
     )
 

@@ -44,6 +44,7 @@ def init_cycle(node: Any, conf: NginxConf, first: bool) -> None:
     http = conf.http
     old_sz = getattr(node, "server_zones", {})
     old_lz = getattr(node, "location_zones", {})
+    old_upstreams = getattr(node, "upstreams", {})
     node.server_zones = {}
     node.location_zones = {}
     node.upstreams = {}
@@ -66,8 +67,12 @@ def init_cycle(node: Any, conf: NginxConf, first: bool) -> None:
                     lz = node.location_zones.get(loc.status_zone) or old_lz.get(loc.status_zone)
                     lz = lz or LocationZone(loc.status_zone)
                     node.location_zones[loc.status_zone] = lz
+        old_ups = {} if first else old_upstreams
         for uname, uconf in http.upstreams.items():
-            up = Upstream(env, uconf, node.streams.get(f"{node.name}/upstream/{uname}/lb"), node.cluster.resolve_name)
+            up = reloaded_upstream(node, old_ups.get(uname), uconf,
+                                   lambda uconf=uconf, uname=uname: Upstream(
+                                       env, uconf, node.streams.get(f"{node.name}/upstream/{uname}/lb"),
+                                       node.cluster.resolve_name))
             (node.upstreams if uconf.zone else node.static_upstreams)[uname] = up
     node.proxy = Proxy(node)
     build_keyvals(node, conf, keep=not first)
@@ -101,6 +106,23 @@ def init_cycle(node: Any, conf: NginxConf, first: bool) -> None:
         up.on_peer_added = lambda peer, up=up, side=node.stream: side.server_added(up, peer)
         up.start_resolving(node.stream_resolver, node.cluster.node_address)
     node.events.append((env.now, "config", "loaded" if first else "reloaded"))
+
+
+def reloaded_upstream(node: Any, old: Upstream | None, conf, build) -> Upstream:
+    """The upstream ``conf`` names after a reload: ``old`` itself when it survives (its zone
+    keeps name and size, the block and the servers are unchanged), else a new one from
+    ``build()`` (ids from 0, counters from zero) that takes ``old``'s busy servers as zombies."""
+    if old is not None and old.survives_reload(conf):
+        old.carry_over(conf)
+        return old
+    up = build()
+    if old is not None:
+        up.take_zombies(old)
+        if old.zone is not None and (old.zone != conf.zone or old.conf.zone_size != conf.zone_size):
+            # the old zone's memory goes with it; a zone of another size is a new mapping
+            for table in (node.shm.pools, node.shm.held, node.shm.reserved):
+                table.pop(old.zone, None)
+    return up
 
 
 def build_caches(node: Any, conf: NginxConf, first: bool) -> None:
@@ -198,17 +220,20 @@ def build_limits_and_resolvers(node: Any, conf: NginxConf, keep: bool) -> None:
     if http:
         for name, zc in http.limit_req_zones.items():
             z = old_req.get(name)
-            if z is None or z.conf != zc:
+            if _zone_kept(z, zc, "key"):
+                z.conf = zc  # a new rate applies to the states the zone keeps
+                z.rate = max(1, int(zc.rate_per_s * 1000 + 1e-9))
+            else:
                 # the node's clock stamps the changes zone_sync sends (`sync`)
                 z = LimitReqZone(zc, clock=node.clock, node_name=node.name)
             limit_reqs[name] = z
         for name, czc in http.limit_conn_zones.items():
             cz = old_conn.get(name)
-            limit_conns[name] = cz if cz is not None and cz.conf == czc else LimitConnZone(czc)
+            limit_conns[name] = _keep_or(cz, czc, "key", LimitConnZone)
     if stream:
         for name, czc in stream.limit_conn_zones.items():
             cz = old_sconn.get(name)
-            stream_limit_conns[name] = cz if cz is not None and cz.conf == czc else LimitConnZone(czc)
+            stream_limit_conns[name] = _keep_or(cz, czc, "key", LimitConnZone)
     for side, attr in ((http, "http_resolver"), (stream, "stream_resolver")):
         if side is None or not side.resolvers:
             continue
@@ -238,11 +263,28 @@ def build_keyvals(node: Any, conf: NginxConf, keep: bool) -> None:
             continue
         for name, kc in side.keyval_zones.items():
             z = old.get(name)
-            if z is None or z.conf != kc:
+            if _zone_kept(z, kc, "type", "state"):
+                z.conf = kc  # a new timeout or sync applies to the pairs the zone keeps
+            else:
                 z = KeyvalZone(kc, node.env, node.clock, node.name, sdir)
                 if kc.state:
                     z.load_state()
             target[name] = z
+
+
+def _zone_kept(zone: Any, conf: Any, *same: str) -> bool:
+    """nginx reuses a shared memory zone across a reload when it keeps its name and size (the
+    module's own check adds the fields in ``same``, e.g. limit_req's key); its contents stay."""
+    return zone is not None and zone.conf.size == conf.size and all(
+        getattr(zone.conf, f) == getattr(conf, f) for f in same
+    )
+
+
+def _keep_or(zone: Any, conf: Any, same: str, make) -> Any:
+    if _zone_kept(zone, conf, same):
+        zone.conf = conf
+        return zone
+    return make(conf)
 
 
 def _walk(locs):

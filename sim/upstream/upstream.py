@@ -18,6 +18,7 @@ import ipaddress
 import math
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sim.conf.config import ServerConf, UpstreamConf
@@ -46,6 +47,13 @@ _INHERITED = ("weight", "max_conns", "max_fails", "fail_timeout_ms", "slow_start
 _DEFINITE = ("noerror", "nxdomain")
 #: Shortest wait before a name is asked again (keeps a zero ``valid=`` from spinning).
 _MIN_RESOLVE_WAIT_MS = 1.0
+
+
+def same_upstream_conf(a: UpstreamConf, b: UpstreamConf) -> bool:
+    """Two upstream blocks say the same thing (where in which file they stand aside)."""
+    if replace(a, where=None, servers=()) != replace(b, where=None, servers=()):
+        return False
+    return [replace(x, where=None) for x in a.servers] == [replace(x, where=None) for x in b.servers]
 
 
 def _is_name(host: str) -> bool:
@@ -128,6 +136,8 @@ class Upstream:
         self._resolving = False
         self._timer_at: float | None = None
         self._timer_token = 0
+        #: servers were added, changed or removed through the API since the configuration was loaded
+        self.changed_at_runtime = False
         for s in conf.servers:
             self._add_conf(s, env.now)
         self._rebuild()
@@ -202,6 +212,42 @@ class Upstream:
             self.zombie_peers.append(peer)
         n = self.keepalive_idle.pop(peer.id, 0)
         self.keepalive -= n
+
+    # --- reloads ------------------------------------------------------------------------------
+
+    def survives_reload(self, conf: UpstreamConf) -> bool:
+        """Whether a reload to ``conf`` keeps this upstream as it is: peers, ids, counters, state.
+
+        The upstream's shared memory zone must keep its name and size, the upstream block must
+        be the same (servers, parameters, balancing, queue, keepalive), and what the zone holds
+        must still be what the configuration says: no servers added, changed or removed through
+        the API (a reload without ``state`` puts the configured servers back, ids from 0), and no
+        ``resolve`` servers (their peers are re-created by the new resolution, with new ids).
+        """
+        return (
+            self.zone is not None
+            and conf.zone == self.zone
+            and conf.zone_size == self.conf.zone_size
+            and same_upstream_conf(conf, self.conf)
+            and not self.changed_at_runtime
+            and not self._resolve_confs
+        )
+
+    def carry_over(self, conf: UpstreamConf) -> None:
+        """Kept across a reload: the new configuration's object, and no idle keepalive
+        connections (they belonged to the old worker processes, which close them)."""
+        self.conf = conf
+        self.epoch += 1
+        self.keepalive_idle.clear()
+        self.keepalive = 0
+
+    def take_zombies(self, old: Upstream) -> None:
+        """Replacing ``old`` at a reload: its servers still busy with requests are zombies here."""
+        busy = [p for p in [*old.peers, *old.zombie_peers] if p.active > 0]
+        for p in busy:
+            p.removed = True
+        self.zombie_peers.extend(busy)
+        self.epoch += 1
 
     # --- resolved servers ---------------------------------------------------------------------
 
@@ -424,6 +470,7 @@ class Upstream:
             resolve=is_name,
         )
         peer = self._add_conf(conf, self.env.now)
+        self.changed_at_runtime = True
         if peer in self.parents:
             # resolved at once through the node's resolver, and kept up to date from then on
             self._resolve_parent(peer, self.env.now)
@@ -444,6 +491,7 @@ class Upstream:
             if key in vals and vals[key] != getattr(peer, key):
                 raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
         self.epoch += 1  # a check below may refuse after a field has changed
+        self.changed_at_runtime = True
         if "server" in vals:
             address, host, port, is_name = parse_address(vals["server"], None, self.kind)
             if address != peer.name:
@@ -477,6 +525,7 @@ class Upstream:
         if peer.parent is not None:
             raise errors.UpstreamServerImmutable(f'server "{pid}" not removable')
         self.epoch += 1
+        self.changed_at_runtime = True
         if peer in self.parents:
             for child in self.children_of(peer):
                 self._drop_peer(child)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from api import render
 from api.app import create_app
 from sim.cluster import cluster, scenario
+from sim.conf import reader
 
 WORLD = """
 seed: 3
@@ -225,7 +226,9 @@ def test_a_reload_shows_the_new_upstream():
     cl, node = build(WORLD, 1500)
     client = TestClient(create_app(node))
     assert sum(p["requests"] for p in peers(client)) > 0
-    node.reload()
+    # a reload that changes the upstream's zone builds a new upstream (docs/reload.md)
+    text = scenario.loads(WORLD, filename="t.yaml").model.nginx_conf_inline.replace("zone backend 64k", "zone backend 128k")
+    node.reload(reader.loads(text, filename="<reloaded>"))
     assert sum(p["requests"] for p in peers(client)) == 0
 
 
