@@ -85,7 +85,8 @@ def init_cycle(node: Any, conf: NginxConf, first: bool) -> None:
     # stream side and zone_sync (sim.stream.side, sim.stream.zone_sync): a reload or restart
     # replaces them (zone_sync reconnects and exchanges snapshots); they run once the node has started
     old_stream, old_zone_sync = getattr(node, "stream", None), getattr(node, "zone_sync", None)
-    node.stream = StreamSide(node, conf.stream, None if first else old_stream) if conf.stream else None
+    node.stream = (StreamSide(node, conf.stream, None if first else old_stream, reloaded_upstream)
+                   if conf.stream else None)
     node.zone_sync = ZoneSync.for_node(node)  # None without a stream server with `zone_sync`
     for old in (old_stream, old_zone_sync):
         if old is not None:

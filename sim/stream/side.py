@@ -139,7 +139,7 @@ class _Server:
 class StreamSide:
     """Stream servers, zones, upstreams and health checks of one node (one nginx process)."""
 
-    def __init__(self, node, conf: StreamConf, previous: StreamSide | None = None):
+    def __init__(self, node, conf: StreamConf, previous: StreamSide | None = None, reloaded=None):
         self.node = node
         self.env = node.env
         self.conf = conf
@@ -150,9 +150,15 @@ class StreamSide:
         self.upstreams: dict[str, Upstream] = {}  # with a zone: visible in the API
         self.static_upstreams: dict[str, Upstream] = {}
         self._implicit: dict[str, Upstream] = {}
+        # a reload keeps an upstream whose zone and block are unchanged (``reloaded``, from
+        # sim.node.cycle: the same rule as http's), else builds it anew, busy servers as zombies
+        old_ups = {} if previous is None or reloaded is None else {**previous.static_upstreams, **previous.upstreams}
         for uname, uconf in conf.upstreams.items():
-            rng = node.streams.get(f"{node.name}/stream/upstream/{uname}/lb")
-            up = Upstream(self.env, uconf, rng, node.cluster.resolve_name)
+            def build(uconf=uconf, uname=uname):
+                rng = node.streams.get(f"{node.name}/stream/upstream/{uname}/lb")
+                return Upstream(self.env, uconf, rng, node.cluster.resolve_name)
+
+            up = reloaded(node, old_ups.get(uname), uconf, build) if old_ups else build()
             (self.upstreams if uconf.zone else self.static_upstreams)[uname] = up
         self.servers: list[_Server] = []
         for s in conf.servers:

@@ -148,3 +148,29 @@ def test_keyval_and_limit_req_zones_that_keep_name_and_size_keep_their_contents(
     node.reload(_conf(BASE.replace("zone=perip:1m", "zone=perip:2m").replace("zone=flags:64k", "zone=flags:128k")))
     assert node.limit_reqs["perip"] is not perip and node.limit_reqs["perip"].passed == 0
     assert node.keyvals["flags"] is not flags and node.keyvals["flags"].get() == {}
+
+
+STREAM = BASE.rstrip() + """
+stream {
+    upstream tcp {
+        zone tcp 64k;
+        server 10.0.4.1:5432;
+        server 10.0.4.2:5432;
+    }
+    server { listen 5432; proxy_pass tcp; }
+}
+"""
+
+
+def test_a_stream_upstream_follows_the_same_rule_as_http():
+    cl = _cluster(STREAM)
+    cl.run(1_000)
+    node = cl.nodes["node1"]
+    up = node.stream.upstreams["tcp"]
+    up.peers[0].fails = 3  # something the zone holds, to see whether it survives
+    node.reload(_conf(STREAM))
+    kept = node.stream.upstreams["tcp"]
+    assert kept is up and kept.peers[0].fails == 3 and [p.id for p in kept.peers] == [0, 1]
+    node.reload(_conf(STREAM.replace("zone tcp 64k;", "zone tcp 128k;")))
+    rebuilt = node.stream.upstreams["tcp"]
+    assert rebuilt is not up and rebuilt.peers[0].fails == 0 and [p.id for p in rebuilt.peers] == [0, 1]
