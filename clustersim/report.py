@@ -1,4 +1,4 @@
-"""What a virtual-time run writes: summary.json, timeseries.csv, plots, and expectation verdicts.
+"""What a run writes: summary.json, the sampled tables, the fault timeline, PNGs, report.html and verdicts.
 
 The summary holds, per node, the API-shaped state of every object (rendered by
 :func:`api.render.node_state`, the same code the live API uses), plus what the model measured:
@@ -9,7 +9,6 @@ directives that were accepted but not simulated. Every number comes from the mod
 from __future__ import annotations
 
 import csv
-import math
 import operator
 from pathlib import Path
 
@@ -17,7 +16,8 @@ import orjson
 import yaml
 
 from api.render import node_state
-from sim.checks.metrics import COLUMNS
+from clustersim.plotting.data import divergence_series, run_data, scheduled_faults
+from sim.checks.metrics import CACHE_COLUMNS, COLUMNS, PEER_COLUMNS
 
 _OPS = {"<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne, ">=": operator.ge, ">": operator.gt}
 
@@ -123,26 +123,59 @@ def check_expectations(summary: dict, expectations) -> list[dict]:
     return verdicts
 
 
-def write_outputs(cluster, out: Path, summary: dict, verdicts: list[dict]) -> list[Path]:
+def write_outputs(cluster, out: Path, summary: dict, verdicts: list[dict], *, command: list[str] | None = None,
+                  html: bool = True) -> list[Path]:
+    """Write the run's files into ``out``: the summary, the sampled tables, the fault timeline,
+    the resolved scenario, the PNGs and report.html (``clustersim report DIR`` rebuilds the
+    report from these files alone)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     summary = dict(summary, expectations=verdicts)
     p = out / "summary.json"
     p.write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     written.append(p)
+    sampler = cluster.sampler
     p = out / "timeseries.csv"
     with p.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
-        for row in cluster.sampler.rows if cluster.sampler else []:
+        for row in sampler.rows if sampler else []:
             w.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    written.append(p)
+    for name, columns, rows in (("peers.csv", PEER_COLUMNS, sampler.peer_rows if sampler else []),
+                                ("caches.csv", CACHE_COLUMNS, sampler.cache_rows if sampler else [])):
+        p = out / name
+        with p.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(columns)
+            w.writerows(tuple("" if v is None else v for v in r) for r in rows)
+        written.append(p)
+    p = out / "faults.json"
+    faults = {"log": summary["faults"], "scheduled": scheduled_faults(cluster.scenario.model.faults)}
+    p.write_bytes(orjson.dumps(faults, option=orjson.OPT_INDENT_2) + b"\n")
+    written.append(p)
+    divergence = divergence_series(cluster)
+    if divergence:
+        p = out / "replication.json"
+        p.write_bytes(orjson.dumps({"reports": summary.get("replication", {}), "divergence": divergence}) + b"\n")
+        written.append(p)
+    p = out / "run.json"
+    sc = cluster.scenario
+    run = {"scenario_file": sc.file, "description": sc.model.description or "", "command": list(command or []),
+           "sample_interval_s": sc.model.sample_interval / 1000.0}
+    p.write_bytes(orjson.dumps(run, option=orjson.OPT_INDENT_2) + b"\n")
     written.append(p)
     p = out / "scenario.resolved.yaml"
     resolved = cluster.scenario.model.model_dump(mode="json", exclude_none=True)
     resolved["seed"] = cluster.seed
     p.write_text(yaml.safe_dump(_plain(resolved), sort_keys=False))
     written.append(p)
-    written.extend(_plots(cluster, out))
+    data = run_data(cluster, summary, verdicts, command=command, label=out.name)
+    written.extend(_plots(data, out))
+    if html:
+        from clustersim.reporting import write_report
+
+        written.append(write_report([data], out / "report.html"))
     return written
 
 
@@ -156,62 +189,19 @@ def _plain(obj):
     return obj
 
 
-def _plots(cluster, out: Path) -> list[Path]:
-    rows = cluster.sampler.rows if cluster.sampler else []
-    if not rows:
+def _plots(data, out: Path) -> list[Path]:
+    """traffic.png (and zone_sync.png when the nodes sync zones), drawn by clustersim.plotting
+    from the same data as report.html, with the fault bands."""
+    from clustersim import plotting
+
+    if not len(data.rows):
         return []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    for name in cluster.nodes:
-        rs = [r for r in rows if r["node"] == name]
-        t = [r["time_s"] for r in rs]
-        axes[0].plot(t, [r["requests_per_s"] for r in rs], label=name)
-        axes[1].plot(t, [r["latency_p99_ms"] if r["latency_p99_ms"] is not None else math.nan for r in rs], label=name)
-        axes[2].plot(t, [r["responses_5xx"] for r in rs], label=name)
-    axes[0].set_ylabel("requests/s")
-    axes[1].set_ylabel("p99 latency (ms)")
-    axes[2].set_ylabel("5xx responses (cumulative)")
-    axes[2].set_xlabel("simulated time (s)")
-    axes[0].legend(loc="upper right", fontsize="small")
-    fig.suptitle(f"{cluster.scenario.name} (seed {cluster.seed})")
-    fig.tight_layout()
-    p = out / "traffic.png"
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    written = [p]
-    if any(r["zone_sync_nodes_online"] is not None for r in rows):
-        written.append(_zone_sync_plot(cluster, rows, out, plt))
+    title = f"{data.name} (seed {data.seed})"
+    written = [plotting.write_png(data, plotting.png_traffic_panels(data), out / "traffic.png", title)]
+    zs = plotting.zone_sync_section(data)
+    if zs is not None:
+        written.append(plotting.write_png(data, zs.panels, out / "zone_sync.png", f"{data.name}: zone_sync (seed {data.seed})"))
     return written
-
-
-def _zone_sync_plot(cluster, rows, out: Path, plt) -> Path:
-    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
-    for name in cluster.nodes:
-        rs = [r for r in rows if r["node"] == name]
-        t = [r["time_s"] for r in rs]
-        axes[0].step(t, [math.nan if r["zone_sync_nodes_online"] is None else r["zone_sync_nodes_online"] for r in rs], where="post", label=name)
-        axes[1].plot(t, [math.nan if r["zone_sync_records_pending"] is None else r["zone_sync_records_pending"] for r in rs], label=name)
-    end = cluster.env.now / 1000.0
-    for (zone, _side), probe in cluster.replication_probes.items():
-        pts = [(ms / 1000.0, n) for ms, n, _up in probe.series] + [(end, probe.series[-1][1] if probe.series else 0)]
-        axes[2].step([x for x, _ in pts], [y for _, y in pts], where="post", label=zone)
-    axes[0].set_ylabel("nodes_online")
-    axes[1].set_ylabel("records_pending")
-    axes[2].set_ylabel("divergent keys")
-    axes[2].set_xlabel("simulated time (s)")
-    for ax in axes:
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper right", fontsize="small")
-    fig.suptitle(f"{cluster.scenario.name}: zone_sync (seed {cluster.seed})")
-    fig.tight_layout()
-    p = out / "zone_sync.png"
-    fig.savefig(p, dpi=90)
-    plt.close(fig)
-    return p
 
 
 def summary_table(summary: dict) -> str:

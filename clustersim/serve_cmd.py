@@ -63,6 +63,14 @@ def _serve_options(p) -> None:
     p.add_argument("--control-port", type=int, default=8999, help="control endpoint port (0: any free port)")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--no-workload", action="store_true", help="do not start the scenario's background workloads")
+    from clustersim.monitoring.scraper import scrape_interval
+
+    p.add_argument("--scrape-interval", type=scrape_interval, default=None, metavar="DURATION",
+                   help="scrape every node like Prometheus (sim time, e.g. 15s); the files are written at exit")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where --scrape-interval writes scrapes.prom and scrapes.om.txt (default out/<scenario>-live)")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not write the run's report (summary, time series, report.html) into --out at exit")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +90,13 @@ def cmd_serve(args) -> int:
     if args.speed <= 0:
         print("clustersim: --speed must be positive", file=sys.stderr)
         return 2
+    from api.inprocess import attach as attach_api
+    from clustersim.monitoring import attach as attach_scraper
+
     cluster = Cluster(sc, start_workloads=not args.no_workload)
+    attach_api(cluster)  # the timeline's `api` steps, through each node's API application
+    scrape_ms = args.scrape_interval if args.scrape_interval is not None else sc.model.scrape_interval
+    scraper = attach_scraper(cluster, scrape_ms) if scrape_ms else None
     live = LiveCluster(cluster, speed=args.speed, port_offset=args.port_offset, address_base=args.address_base,
                        control_host=args.control_host, control_port=args.control_port)
 
@@ -99,10 +113,28 @@ def cmd_serve(args) -> int:
         print(f"clustersim: {e}", file=sys.stderr)
         return 2
     stats = live.pacer.stats()
+    if scraper is not None:
+        files = scraper.write(Path(args.out) if args.out else Path("out") / f"{sc.name}-live")
+        print(f"wrote {', '.join(str(f) for f in files)} ({len(scraper.scrapes)} node scrapes)")
+    if not args.no_report:
+        report_files = _write_report(cluster, Path(args.out) if args.out else Path("out") / f"{sc.name}-live", args)
+        print(f"wrote {', '.join(str(f) for f in report_files)}")
     print(f"stopped at sim time {cluster.env.now / 1000:.3f}s; pacer lag p50 {stats['lag']['p50_ms']} ms, "
           f"p99 {stats['lag']['p99_ms']} ms")
     print(json.dumps({"event": "stopped", "sim_ms": round(cluster.env.now, 3), "pacer": stats}), flush=True)
     return 0
+
+
+def _write_report(cluster, out: Path, args) -> list[Path]:
+    """What ``clustersim run`` writes, for the part of the scenario that was served (report.html too)."""
+    from clustersim.report import build_summary, check_expectations, write_outputs
+
+    if cluster.sampler is not None:
+        cluster.sampler.sample()  # the row at the moment serving stopped
+    summary = build_summary(cluster)
+    verdicts = check_expectations(summary, cluster.scenario.model.expectations)
+    command = ["clustersim", "serve", args.scenario, "--seed", str(cluster.seed), "--speed", f"{args.speed:g}"]
+    return write_outputs(cluster, out, summary, verdicts, command=command)
 
 
 def _banner(live) -> None:

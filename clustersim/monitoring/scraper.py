@@ -20,6 +20,7 @@ largest gap between the node's ``timestamp`` field and the scraper's clock.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -203,3 +204,16 @@ def attach(cluster, interval_ms: float, **kwargs) -> Scraper:
     scraper = Scraper(cluster, interval_ms, **kwargs).start()
     cluster.scraper = scraper
     return scraper
+
+
+def scrape_interval(text: str) -> float:
+    """``--scrape-interval``: an nginx-style duration ("15s", "500ms"; a bare number is seconds)."""
+    from sim.core.clock import UnitError, parse_duration
+
+    try:
+        ms = float(parse_duration(text))
+    except (UnitError, TypeError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: {e}") from None
+    if ms <= 0:
+        raise argparse.ArgumentTypeError("the scrape interval must be positive")
+    return ms

@@ -19,7 +19,8 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
-EXPECTED = {"load_balancing.ipynb", "health_checks.ipynb", "caching.ipynb", "replication.ipynb"}
+EXPECTED = {"load_balancing.ipynb", "health_checks.ipynb", "caching.ipynb", "replication.ipynb",
+            "monitoring_bugs.ipynb"}
 
 
 def read(path: Path) -> nbformat.NotebookNode:

@@ -22,7 +22,8 @@ def seed_run(tmp_path_factory):
 
 def test_run_writes_summary_timeseries_plot_and_resolved_scenario(seed_run):
     names = sorted(p.name for p in seed_run.iterdir() if p.is_file())
-    assert names == ["scenario.resolved.yaml", "summary.json", "timeseries.csv", "traffic.png"]
+    assert names == ["caches.csv", "faults.json", "peers.csv", "report.html", "run.json", "scenario.resolved.yaml",
+                     "summary.json", "timeseries.csv", "traffic.png"]
     summary = json.loads((seed_run / "summary.json").read_text())
     assert summary["seed"] == 42 and summary["duration_s"] == 60.0
     assert set(summary["nodes"]) == {"node1", "node2", "node3"}
@@ -86,3 +87,20 @@ def test_check_reports_a_bad_nginx_conf_with_its_file_and_line(tmp_path, capsys)
     assert main(["check", str(sc)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'bad.conf'}:2:" in err and "weight=0" in err
+
+
+MONITORING = sorted((ROOT / "scenarios" / "monitoring").glob("*.yaml"))
+
+
+def test_there_are_at_least_six_monitoring_scenarios():
+    assert len(MONITORING) >= 6
+
+
+@pytest.mark.parametrize("path", MONITORING, ids=lambda p: p.stem)
+def test_each_monitoring_scenario_shows_its_symptom_and_writes_its_scrapes(path, tmp_path, capsys):
+    assert main(["run", str(path), "--out", str(tmp_path)]) == 0, capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["expectations"] and all(v["passed"] for v in summary["expectations"])
+    assert summary["monitoring"]["interval_s"] == 15.0
+    assert (tmp_path / "scrapes.prom").stat().st_size > 0
+    assert (tmp_path / "scrapes.om.txt").read_text().endswith("# EOF\n")
