@@ -1,5 +1,7 @@
 """The scraper, the exporter's metrics, and the files a real Prometheus can load."""
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,16 @@ def test_scraping_does_not_change_the_run():
         return [node_state(n, 9)["http"] for n in cl.nodes.values()]
 
     assert final(True) == final(False)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is not installed")
+def test_promtool_builds_tsdb_blocks_from_the_openmetrics_file(reset_run, tmp_path):
+    _cl, scraper, files = reset_run
+    src = tmp_path / "scrapes.om.txt"
+    src.write_text(files["scrapes.om.txt"])
+    done = subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(src), str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    # one block whose time range is the scrapes' (ms since the epoch)
+    times = sorted({s.sim_ms for s in scraper.scrapes})
+    assert str(int(_cl.epoch_ms + times[0])) in done.stdout
