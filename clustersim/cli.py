@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     from clustersim import reporting
 
     reporting.register(sub)
+    from clustersim.sweep import command as sweep_cmd
+
+    sweep_cmd.register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -53,6 +53,7 @@ class Backend:
         self.concurrency = spec.concurrency
         self.busy = 0
         self.queue: deque = deque()
+        self._queued_at: deque = deque()  # when each queued job arrived, in the queue's order
         self.state = "up"
         self.slow_factor = 1.0
         self.error_rate = 1.0
@@ -61,6 +62,11 @@ class Backend:
         self.health_requests = 0
         self.refused = 0
         self.max_queue = 0
+        # queueing counters: total time served jobs waited for a slot, and the integral of
+        # busy slots over time (slot-ms); with ``busy_slot_ms()`` they give Wq and utilisation
+        self.queue_wait_ms = 0.0
+        self._busy_area = 0.0
+        self._busy_since = 0.0
         prefix = f"backend/{spec.address}"
         self._service: Draws = spec.service_time.draws(streams.get(prefix + "/service"))
         self._size: Draws = spec.response_size.draws(streams.get(prefix + "/size"))
@@ -117,10 +123,14 @@ class Backend:
         the response), and the backend schedules the slot's release, then calls ``job.finish()``.
         """
         if self.busy < self.concurrency:
+            now = self.env.fast.now
+            self._busy_area += self.busy * (now - self._busy_since)
+            self._busy_since = now
             self.busy += 1
             self._start(job)
         else:
             self.queue.append(job)
+            self._queued_at.append(self.env.fast.now)
             if len(self.queue) > self.max_queue:
                 self.max_queue = len(self.queue)
             job.queued(self)
@@ -133,15 +143,25 @@ class Backend:
     def _release(self, ev) -> None:
         job = ev._value
         queue = self.queue
+        queued_at = self._queued_at
         while queue:
             nxt = queue.popleft()
+            since = queued_at.popleft()
             if nxt.abandoned:  # nginx gave up while it waited: never served
                 continue
+            self.queue_wait_ms += self.env.fast.now - since
             self._start(nxt)
             break
         else:
+            now = self.env.fast.now
+            self._busy_area += self.busy * (now - self._busy_since)
+            self._busy_since = now
             self.busy -= 1
         job.finish()
+
+    def busy_slot_ms(self) -> float:
+        """Slot-milliseconds spent serving so far: the integral of busy slots over time."""
+        return self._busy_area + self.busy * (self.env.fast.now - self._busy_since)
 
     def health_probe(self) -> tuple[int, dict[str, str], str, float] | None:
         """Answer a health-check request: (status, headers, body, time) or None when refused."""
