@@ -10,9 +10,13 @@ touches it (see DESIGN.md section 4). The parts:
 * :mod:`api.live.listen`: where each node listens (:class:`~api.live.listen.Binding`), planned
   from its config, and binding those sockets (a port in use is a :class:`LiveError` naming the
   node, address and port).
-* :mod:`api.live.http`: a small HTTP/1.1 server of our own on asyncio protocols (keep-alive,
-  pipelining, ``Content-Length`` and chunked bodies). One TCP connection is one client
-  connection of the node (:meth:`sim.node.node.Node.open_conn`).
+* :mod:`api.live.http`: the HTTP/1.1 wire on asyncio protocols, parsed by httptools (llhttp):
+  keep-alive, pipelining, ``Content-Length`` and chunked bodies read piece by piece, ``Expect:
+  100-continue``, and nginx's timeouts. One TCP connection is one client connection of the node
+  (:meth:`sim.node.node.Node.open_conn`).
+* :mod:`api.live.rules`: nginx's rules for a request's head around the parser (the header
+  buffers, the URI as locations see it, ``Host``); :mod:`api.live.pages`: nginx's status lines
+  and error pages.
 * :mod:`api.live.asgi`: one request through an ASGI app (a node's API app, the control app).
 * :mod:`api.live.frontend`: the data plane of one node. Each request is handed to the pacer,
   which injects it at ``env.now`` right after advancing the clock, through

@@ -1,29 +1,31 @@
 """The bridge from a live HTTP request to an ASGI app (a node's API app, the control app).
 
 :func:`call_asgi` runs one request through an app and collects its answer; :class:`_AsgiHandler`
-serves an app on its own :class:`api.live.http._HttpConnection` port (the control endpoint).
+serves an app on its own :class:`api.live.http.HttpConnection` port (the control endpoint), with
+nginx's default limits for reading requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import unquote
 
-from api.live.http import HttpRequest, _HttpConnection
+from api.live.http import HttpConnection, HttpRequest
+from sim.conf.config import ClientConf
 
 
-async def call_asgi(app, proto: _HttpConnection, req: HttpRequest, server: tuple[str, int],
+async def call_asgi(app, proto: HttpConnection, req: HttpRequest, server: tuple[str, int],
                     extra: dict | None = None) -> tuple[int, list[tuple[str, str]], bytes]:
-    """Run one request through an ASGI app; return its status, headers and body."""
-    path, _, qs = req.target.partition("?")
+    """Run one request through an ASGI app; return its status, headers and body. The app sees
+    the normalized path (``path``) and the target as sent (``raw_path``)."""
+    raw, _, qs = req.target.partition("?")
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": req.version[5:],
         "method": req.method,
         "scheme": "http",
-        "path": unquote(path),
-        "raw_path": path.encode("latin-1"),
+        "path": req.path,
+        "raw_path": raw.encode("latin-1"),
         "query_string": qs.encode("latin-1"),
         "root_path": "",
         "headers": req.headers,
@@ -61,12 +63,24 @@ async def call_asgi(app, proto: _HttpConnection, req: HttpRequest, server: tuple
 
 
 class _AsgiHandler:
-    """Serves an ASGI app (the control endpoint) on an :class:`_HttpConnection`."""
+    """Serves an ASGI app (the control endpoint) on an :class:`HttpConnection`."""
 
     def __init__(self, app, address: str, port: int):
         self.app = app
         self.server = (address, port)
         self.tasks: set[asyncio.Task] = set()
+        self.conf = ClientConf(max_body_size=0)
+
+    def client_conf(self, proto) -> ClientConf:
+        return self.conf
+
+    def admit(self, proto, req) -> int | None:
+        req.conf = self.conf
+        req.keep = 1 << 20  # the control app's bodies are small JSON documents
+        return 413 if (req.length or 0) > req.keep else None
+
+    def wall(self, ms: float) -> float:
+        return ms / 1000.0
 
     def connection_made(self, proto) -> None:
         pass

@@ -10,7 +10,7 @@ import time
 
 from api.live.asgi import _AsgiHandler
 from api.live.frontend import NodeFrontend, _StreamConnection
-from api.live.http import _HttpConnection
+from api.live.http import HttpConnection
 from api.live.listen import Binding, LiveError, _listen_socket, node_bindings, plan_bindings
 from api.live.pacer import Pacer
 
@@ -87,7 +87,7 @@ class LiveCluster:
 
         self.control_port = csock.getsockname()[1]
         handler = _AsgiHandler(create_control_app(self), self.control_host, self.control_port)
-        self.control_server = await loop.create_server(lambda: _HttpConnection(handler), sock=csock)
+        self.control_server = await loop.create_server(lambda: HttpConnection(handler), sock=csock)
         self.pacer.after_step.append(self._after_step)
         for node in self.cluster.nodes.values():
             # now rather than on the first API request: importing and building the app the first
@@ -104,7 +104,7 @@ class LiveCluster:
     @staticmethod
     def _factory(fe: NodeFrontend, b: Binding):
         if b.kind == "http":
-            return lambda: _HttpConnection(fe, b)
+            return lambda: HttpConnection(fe, b)
         return lambda: _StreamConnection(fe, b)
 
     def _after_step(self) -> None:
@@ -198,6 +198,9 @@ class LiveCluster:
             "api": api,
             "stream": getattr(node, "stream", None) is not None,
             "zone_sync": getattr(node, "zone_sync", None) is not None,
+            # requests the wire refused (by status) and connections closed without an answer
+            "wire": {"refused": {str(k): v for k, v in sorted(fe.refused.items())} if fe else {},
+                     "dropped": dict(sorted(fe.dropped_by.items())) if fe else {}},
         }
 
     def describe(self) -> dict:

@@ -11,12 +11,15 @@ import asyncio
 import ipaddress
 import mimetypes
 from pathlib import Path
-from urllib.parse import unquote
 
 from api.live.asgi import call_asgi
-from api.live.http import _FILL, HttpRequest, _error_page, _HttpConnection
+from api.live.http import _FILL, HttpConnection, HttpRequest
 from api.live.listen import Binding
+from api.live.pages import error_page
+from sim.conf.config import ClientConf
 from sim.http.routing import _name_matches
+
+_DEFAULT_CLIENT = ClientConf()
 
 
 class _Pending:
@@ -58,6 +61,10 @@ class NodeFrontend:
         self._addr_cache: dict[tuple, str | None] = {}
         self._seen_incarnation = node.incarnation
         self.tasks: set[asyncio.Task] = set()
+        #: what the wire refused (status: count) and the connections closed without an answer
+        #: (the timeout: count), as nginx's error log would show them
+        self.refused: dict[int, int] = {}
+        self.dropped_by: dict[str, int] = {}
         node.api_hook = self._hook
 
     # --- connections ---------------------------------------------------------------------------
@@ -93,6 +100,54 @@ class NodeFrontend:
                     if proto.state is not None and proto.state[1] != node.incarnation:
                         proto.abort()
 
+    # --- reading requests: nginx's limits from the node's config ---------------------------------
+
+    def wall(self, ms: float) -> float:
+        """Wall seconds for ``ms`` of simulated time: nginx's timers run on the model's clock."""
+        return ms / self.pacer.ms_per_s
+
+    def client_conf(self, proto) -> ClientConf:
+        """The default server's settings for the binding (nginx reads a head with them)."""
+        http = self.node.conf.http
+        binding = proto.binding
+        if http is None or binding is None:
+            return _DEFAULT_CLIENT
+        addrs = binding.config_addresses
+        address = next(iter(addrs)) if len(addrs) == 1 else None
+        si = self.node.routes.router.server_for("", binding.port, address)
+        return http.servers[si].client if si is not None else _DEFAULT_CLIENT
+
+    def admit(self, proto, req: HttpRequest) -> int | None:
+        """At the end of a head: the location's settings, and 413 when the declared body is
+        larger than its ``client_max_body_size`` (nginx decides it before reading the body)."""
+        node = self.node
+        http = node.conf.http
+        binding = proto.binding
+        conf = proto.conf
+        loc = None
+        if http is not None:
+            host = req.host or binding.bind_address
+            router = node.routes.router
+            si = router.server_for(host, binding.port, self._listen_address(binding, host))
+            if si is not None:
+                conf = http.servers[si].client
+                loc = router.location_for(si, req.path)
+                if loc is not None:
+                    conf = loc.client
+        req.conf = conf
+        if loc is not None and loc.api:
+            # the API takes a body of up to client_body_buffer_size; one byte more says "larger"
+            req.keep = http.client_body_buffer_size + 1
+        if conf.max_body_size and (req.length or 0) > conf.max_body_size:
+            return 413
+        return None
+
+    def dropped(self, proto, status: int, why: str) -> None:
+        self.dropped_by[why] = self.dropped_by.get(why, 0) + 1
+
+    def refused_request(self, proto, status: int) -> None:
+        self.refused[status] = self.refused.get(status, 0) + 1
+
     # --- requests ------------------------------------------------------------------------------
 
     def request(self, proto, req: HttpRequest) -> None:
@@ -122,7 +177,7 @@ class NodeFrontend:
             self._addr_cache[key] = chosen
         return chosen
 
-    def _inject(self, proto: _HttpConnection, req: HttpRequest) -> None:
+    def _inject(self, proto: HttpConnection, req: HttpRequest) -> None:
         if proto.closed:
             return
         st = proto.state
@@ -137,7 +192,7 @@ class NodeFrontend:
         # the request carries its own way back to this connection, so an api location it reaches
         # later (after a limit_req delay, say) still answers it
         sim = node.handle(
-            conn, req.target, host, binding.port, proto.client_ip, req.nbytes,
+            conn, req.uri, host, binding.port, proto.client_ip, req.nbytes,
             done=lambda r, p=pending: self._done(p, r), method=req.method,
             listen_address=self._listen_address(binding, host),
             api_handler=lambda r, p=pending: self._hooked(r, p),
@@ -166,7 +221,7 @@ class NodeFrontend:
             code = loc.return_code
             if code in (301, 302, 303, 307, 308):
                 proto.respond(code, [("Content-Type", "text/html"), ("Location", loc.return_text)],
-                              _error_page(code))
+                              error_page(code))
             else:
                 proto.respond(code, [("Content-Type", "text/plain")], loc.return_text.encode())
         elif loc is not None and (loc.root is not None or loc.alias is not None) and not pending.hooked:
@@ -174,7 +229,7 @@ class NodeFrontend:
             status, headers, body = self._static(loc, pending.req)
             proto.respond(status, headers, body)
         elif sim.status >= 400 and sim.resp_bytes == 0:
-            proto.respond(sim.status, [("Content-Type", "text/html")], _error_page(sim.status))
+            proto.respond_error(sim.status)  # nginx's own page (and, after some, no keep-alive)
         else:
             headers = [("Content-Type", "application/octet-stream"), ("X-Node", self.node.name)]
             attempt = getattr(sim, "attempt", None)
@@ -203,7 +258,7 @@ class NodeFrontend:
         loc = sim.loc
         pending.hooked = True
         if not access_allowed(loc.access, sim.client_ip):
-            pending.body = _error_page(403)
+            pending.body = error_page(403)
             pending.headers = [("Content-Type", "text/html")]
             node.respond(sim, 403, len(pending.body))
             return
@@ -228,7 +283,7 @@ class NodeFrontend:
             import traceback
 
             traceback.print_exc()
-            status, headers, body = 500, [("Content-Type", "text/html")], _error_page(500)
+            status, headers, body = 500, [("Content-Type", "text/html")], error_page(500)
         pending.body, pending.headers = body, headers
         if not sim.final:
             self.node.respond(sim, status, len(body))
@@ -236,8 +291,8 @@ class NodeFrontend:
     def _static(self, loc, req: HttpRequest) -> tuple[int, list, bytes]:
         """A file from disk under ``root``/``alias``, as nginx maps the URI to a path."""
         if req.method not in ("GET", "HEAD"):
-            return 405, [("Content-Type", "text/html")], _error_page(405)
-        path = unquote(req.target.split("?", 1)[0])
+            return 405, [("Content-Type", "text/html")], error_page(405)
+        path = req.path  # decoded, dot segments resolved (api.live.rules.normalize_path)
         if loc.alias is not None:
             rel = path[len(loc.path):] if loc.modifier in ("", "^~") and path.startswith(loc.path) else ""
             fs = Path(loc.alias + rel)
@@ -247,11 +302,11 @@ class NodeFrontend:
             fs = fs / "index.html"
         parts = Path(path).parts
         if ".." in parts or not fs.is_file():
-            return 404, [("Content-Type", "text/html")], _error_page(404)
+            return 404, [("Content-Type", "text/html")], error_page(404)
         try:
             body = fs.read_bytes()
         except OSError:
-            return 403, [("Content-Type", "text/html")], _error_page(403)
+            return 403, [("Content-Type", "text/html")], error_page(403)
         ctype = mimetypes.guess_type(fs.name)[0] or "application/octet-stream"
         return 200, [("Content-Type", ctype)], body
 

@@ -1,39 +1,72 @@
-"""A small HTTP/1.1 server of our own on asyncio protocols.
+"""The HTTP/1.1 wire of a served node: httptools (llhttp) parses, nginx's rules decide.
 
-:class:`_HttpConnection` is one client connection: it parses requests (keep-alive, pipelining,
-``Content-Length`` and chunked bodies), hands each one to its handler, one at a time and in
-order, and writes the answer with nginx's ``Server`` header and error pages.
+:class:`HttpConnection` is one client connection. Bytes go through the head's budget
+(:class:`api.live.rules.HeadBudget`, nginx's header buffers) and then to the parser; at the end of
+a head the request is checked as nginx checks it (``Host``, ``Content-Length``,
+``Transfer-Encoding``, the URI) and shown to the handler, which may refuse it by its size
+before any of the body is read. The body is read piece by piece as it arrives, counted against
+``client_max_body_size`` and kept only as far as the handler asks. Requests are answered one at
+a time and in order (pipelining); the connection's timers are nginx's: the header, body,
+keep-alive and lingering timeouts, in simulated time (the handler converts them to wall time).
+docs/live.md lists every rule with nginx's defaults.
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import time
-from email.utils import formatdate
-from http import HTTPStatus
 
-from api.live.listen import Binding
+import httptools
 
-SERVER_HEADER = "nginx"
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
+from api.live.pages import CLOSES, SERVER_HEADER, error_page, http_date, status_line
+from api.live.rules import HeadBudget, HeadTooLarge, normalize_path, valid_host
+from sim.conf.config import ClientConf
+
+_FILL = b"x" * 65536
+#: Bytes of pipelined requests held while one is answered, before the socket stops being read.
+PIPELINE_HOLD = 256 * 1024
+LINGERING_TIME_MS = 30_000  # nginx's lingering_time and lingering_timeout defaults
+LINGERING_TIMEOUT_MS = 5_000
+#: Request headers nginx takes once (a second one is a 400).
+_UNIQUE = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect", b"if-modified-since",
+                     b"if-unmodified-since", b"if-match", b"if-none-match", b"if-range", b"content-range",
+                     b"authorization", b"proxy-authorization"})
+
+_HEAD, _BODY, _WAIT, _LINGER, _CLOSED = range(5)
 
 
 class HttpRequest:
-    __slots__ = ("method", "target", "version", "headers", "body", "nbytes", "keep_alive", "host", "t_in", "sim")
+    """One request as read from the wire; the handler answers it with :meth:`HttpConnection.respond`."""
 
-    def __init__(self, method, target, version, headers, body, nbytes, keep_alive, host):
+    __slots__ = ("method", "target", "version", "headers", "body", "nbytes", "keep_alive", "host", "t_in",
+                 "sim", "path", "args", "length", "chunked", "expect", "keep", "received", "conf", "refuse")
+
+    def __init__(self, method: str, target: str, version: str, headers: list, keep_alive: bool):
         self.method = method
-        self.target = target
+        self.target = target  # as sent
         self.version = version
         self.headers = headers  # list of (lower-case name, value) as bytes
-        self.body = body
-        self.nbytes = nbytes
+        self.body = b""
+        self.nbytes = 0  # bytes of the request on the wire (head and body)
         self.keep_alive = keep_alive
-        self.host = host
+        self.host: str | None = None  # validated, lower case, without port
         self.t_in = 0.0
         self.sim = None  # the model's Request while it is in flight
+        self.path = "/"  # the normalized path locations are matched against
+        self.args: str | None = None
+        self.length: int | None = None  # Content-Length
+        self.chunked = False
+        self.expect = False  # Expect: 100-continue
+        self.keep = 0  # body bytes the handler wants kept (the rest is only counted)
+        self.received = 0  # body bytes read
+        self.conf: ClientConf | None = None  # the location's client settings, once known
+        self.refuse: tuple | None = None  # what the handler answers instead of reading the body
+
+    @property
+    def uri(self) -> str:
+        """The normalized URI the model routes (path, and arguments as sent)."""
+        path = self.path.replace("?", "%3F") if "?" in self.path else self.path
+        return path if self.args is None else f"{path}?{self.args}"
 
     def header(self, name: bytes) -> bytes | None:
         for k, v in self.headers:
@@ -42,87 +75,55 @@ class HttpRequest:
         return None
 
 
-class _BadRequest(Exception):
+class _Refuse(Exception):
+    """Raised in a parser callback to stop it; the status is kept in ``_refused``."""
+
     def __init__(self, status: int):
         self.status = status
 
 
-def _parse_head(head: bytes):
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise _BadRequest(400)
-    method, target, version = parts
-    headers = []
-    for line in lines[1:]:
-        if not line:
-            continue
-        k, sep, v = line.partition(b":")
-        if not sep or not k or k != k.strip():
-            raise _BadRequest(400)
-        headers.append((k.lower(), v.strip()))
-    return method.decode("latin-1"), target.decode("latin-1"), version.decode("latin-1"), headers
+class HttpConnection(asyncio.Protocol):
+    """One HTTP client connection; requests are handled one at a time, in order.
 
+    The handler provides ``connection_made(proto)``, ``connection_lost(proto)``,
+    ``request(proto, req)``, ``client_conf(proto)`` (the default server's :class:`ClientConf`),
+    ``admit(proto, req)`` (at the end of the head: sets ``req.conf``, ``req.keep``, and returns
+    None or an error status to answer at once, with nginx's page or, when it sets ``req.refuse``
+    to ``(status, headers, body)``, that answer) and ``wall(ms)`` (seconds of wall time for ``ms``
+    of simulated time); ``dropped(proto, status, why)`` is told of connections nginx closes
+    without an answer (408). ``handler`` may be None for a connection only used to write.
+    """
 
-def _dechunk(buf: bytearray, start: int):
-    """(body, end offset) of a complete chunked body at ``start``, or None if incomplete."""
-    body = bytearray()
-    pos = start
-    while True:
-        eol = buf.find(b"\r\n", pos)
-        if eol < 0:
-            return None
-        try:
-            size = int(bytes(buf[pos:eol]).split(b";", 1)[0], 16)
-        except ValueError:
-            raise _BadRequest(400) from None
-        pos = eol + 2
-        if size == 0:
-            end = buf.find(b"\r\n\r\n", pos - 2)
-            if end < 0:
-                return None
-            return bytes(body), end + 4
-        if len(buf) < pos + size + 2:
-            return None
-        body += buf[pos : pos + size]
-        if len(body) > MAX_BODY_BYTES:
-            raise _BadRequest(413)
-        pos += size + 2
-
-
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
-_FILL = b"x" * 65536
-
-
-def reason(status: int) -> str:
-    return _REASONS.get(status, "Unknown")
-
-
-_DATE = [0, ""]
-
-
-def _date() -> str:
-    """The ``Date`` header, formatted once per second."""
-    now = int(time.time())
-    if _DATE[0] != now:
-        _DATE[0], _DATE[1] = now, formatdate(now, usegmt=True)
-    return _DATE[1]
-
-
-class _HttpConnection(asyncio.Protocol):
-    """One HTTP client connection; requests are handled one at a time, in order."""
-
-    def __init__(self, handler, binding: Binding | None = None):
+    def __init__(self, handler, binding=None):
         self.handler = handler
         self.binding = binding
         self.transport = None
         self.buf = bytearray()
-        self.busy = False
+        self.phase = _HEAD
         self.closed = False
         self.client_ip = "127.0.0.1"
         self.client_port = 0
         self.state = None  # the handler's per-connection state (the node's client connection)
-        self.current = None  # the request being answered
+        self.current: HttpRequest | None = None  # the request being answered
+        self.busy = False
+        self.requests = 0
+        self.conf = ClientConf()
+        self.budget: HeadBudget | None = None
+        self.parser = None
+        self._req: HttpRequest | None = None  # the request being read
+        self._url = bytearray()
+        self._headers: list = []
+        self._seen: set = set()
+        self._msg_bytes = 0
+        self._done = False
+        self._refused = 0
+        self._upgrade = False
+        self._advancing = False
+        self._paused = False
+        self._timer = None
+        self._linger = False
+        self._last_read = 0.0
+        self._linger_end = 0.0
 
     # --- asyncio ---------------------------------------------------------------------------------
 
@@ -139,65 +140,250 @@ class _HttpConnection(asyncio.Protocol):
                 pass
         if self.binding is not None:
             self.binding.connections.add(self)
-        self.handler.connection_made(self)
+        h = self.handler
+        self.conf = h.client_conf(self)
+        self.budget = HeadBudget(self.conf)
+        self._new_parser()
+        h.connection_made(self)
+        if not self.closed:
+            self._set_timer(self.conf.header_timeout_ms, self._header_timeout)
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        self.phase = _CLOSED
+        self._cancel_timer()
         if self.binding is not None:
             self.binding.connections.discard(self)
         self.handler.connection_lost(self)
 
     def data_received(self, data: bytes) -> None:
+        phase = self.phase
+        if phase == _LINGER:  # read and thrown away, until a pause or lingering_time
+            left = self._linger_end - self._now()
+            self._set_timer_wall(min(self.handler_wall(LINGERING_TIMEOUT_MS), max(left, 0.0)), self._linger_over)
+            return
+        if self.closed:
+            return
         self.buf += data
-        if not self.busy:
-            self._next()
+        if phase == _WAIT:
+            if len(self.buf) > PIPELINE_HOLD and not self._paused:
+                self._paused = True
+                self.transport.pause_reading()
+            return
+        if phase == _BODY:
+            self._last_read = self._now()
+        elif self._timer is None or self._timer_cb != self._header_timeout:
+            # the first bytes of a request on a kept-alive connection: the header timer starts
+            self._set_timer(self.conf.header_timeout_ms, self._header_timeout)
+        self._advance()
 
-    # --- parsing ---------------------------------------------------------------------------------
+    def eof_received(self):
+        if self.phase == _LINGER:
+            self.close()
+        return False
 
-    def _next(self) -> None:
+    # --- reading ---------------------------------------------------------------------------------
+
+    def _new_parser(self) -> None:
+        p = httptools.HttpRequestParser(self)
+        p.set_dangerous_leniencies(lenient_version=True, lenient_optional_cr_before_lf=True)
+        self.parser = p
+
+    def _advance(self) -> None:
+        """Feed what is buffered, as far as the current request goes."""
+        if self._advancing:
+            return
+        self._advancing = True
         buf = self.buf
-        if self.closed or not buf:
-            return
-        end = buf.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buf) > MAX_HEADER_BYTES:
-                self.fail(431)
-            return
+        pos = 0
         try:
-            method, target, version, headers = _parse_head(bytes(buf[:end]))
-            body_start = end + 4
-            length = None
-            chunked = False
-            host = None
-            conn_hdr = b""
-            for k, v in headers:
-                if k == b"content-length":
-                    length = int(v)
-                    if length < 0 or length > MAX_BODY_BYTES:
-                        raise _BadRequest(413)
-                elif k == b"transfer-encoding":
-                    chunked = v.lower().endswith(b"chunked")
-                elif k == b"host":
-                    host = v.decode("latin-1")
-                elif k == b"connection":
-                    conn_hdr = v.lower()
-            if chunked:
-                got = _dechunk(buf, body_start)
-                if got is None:
-                    return
-                body, consumed = got
-            else:
-                n = length or 0
-                if len(buf) < body_start + n:
-                    return
-                body = bytes(buf[body_start : body_start + n])
-                consumed = body_start + n
-        except (_BadRequest, ValueError) as e:
-            self.fail(e.status if isinstance(e, _BadRequest) else 400)
-            return
-        del buf[:consumed]
-        keep = b"close" not in conn_hdr if version == "HTTP/1.1" else b"keep-alive" in conn_hdr
-        req = HttpRequest(method, target, version, headers, body, consumed, keep, host)
+            while not self.closed and pos < len(buf):
+                if self.phase == _HEAD:
+                    try:
+                        end = self.budget.feed(buf, pos)
+                    except HeadTooLarge as e:
+                        if self._parse(pos, e.at):
+                            self.fail(self._too_large_status(e.status), unread=True)
+                        return
+                    stop = len(buf) if end < 0 else end
+                    if not self._parse(pos, stop):
+                        return
+                    pos = stop
+                    if end >= 0 and self.phase == _HEAD and not self._done:
+                        # the parser did not see the head end where nginx does
+                        self.fail(400, unread=stop < len(buf))
+                        return
+                elif self.phase == _BODY:
+                    req = self._req
+                    if req.chunked:
+                        stop = _chunk_end_candidate(buf, pos)
+                    else:
+                        stop = min(len(buf), pos + (req.length - req.received))
+                    if not self._parse(pos, stop):
+                        return
+                    pos = stop
+                else:
+                    break
+                if self._done:
+                    self._dispatch()
+        finally:
+            if pos:
+                del buf[:pos]
+            self._advancing = False
+
+    def _parse(self, start: int, stop: int) -> bool:
+        """Feed ``buf[start:stop]`` to the parser; False when the connection was answered and closed."""
+        if stop <= start:
+            return True
+        self._msg_bytes += stop - start
+        try:
+            self.parser.feed_data(memoryview(self.buf)[start:stop])
+        except httptools.HttpParserUpgrade:
+            self._upgrade = True  # not a protocol nginx switches to here: answered as a request
+        except httptools.HttpParserError:
+            status = self._refused or 400
+            self._refused = 0
+            if not self.closed:
+                self.fail(status, unread=stop < len(self.buf))
+            return False
+        return not self.closed
+
+    def _too_large_status(self, status: int) -> int:
+        if status == 494 and self._req is None:
+            # the request line was complete: nginx checked its URI before reading headers
+            target = self._url.decode("latin-1")
+            if target.startswith("/") and normalize_path(target, self.conf.merge_slashes) is None:
+                return 400
+        return status
+
+    # httptools' callbacks
+
+    def on_message_begin(self) -> None:
+        self._url.clear()
+        self._headers = []
+        self._seen = set()
+        self._done = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        k = name.lower()
+        if k in _UNIQUE:
+            if k in self._seen:
+                self._refused = 400  # nginx: "client sent duplicate header line"
+                raise _Refuse(400)
+            self._seen.add(k)
+        self._headers.append((k, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._check_head()
+        if status:
+            self._refused = status
+            raise _Refuse(status)
+
+    def on_body(self, body: bytes) -> None:
+        req = self._req
+        n = len(body)
+        req.received += n
+        conf = req.conf
+        if req.chunked and conf is not None and conf.max_body_size and req.received > conf.max_body_size:
+            self._refused = 413  # nginx: "client intended to send too large chunked body"
+            raise _Refuse(413)
+        room = req.keep - len(req.body)
+        if room > 0:
+            req.body += body[:room] if n > room else body
+
+    def on_message_complete(self) -> None:
+        self._done = True
+
+    # --- the head, as nginx checks it -------------------------------------------------------------
+
+    def _check_head(self) -> int:
+        """Build the request from the parsed head; an error status when nginx refuses it, else 0."""
+        p = self.parser
+        version = p.get_http_version()
+        target = self._url.decode("latin-1")
+        major = version.split(".", 1)[0]
+        if major != "1":
+            return 505 if major.isdigit() and int(major) > 1 else 400
+        method = p.get_method().decode("latin-1")
+        req = HttpRequest(method, target, "HTTP/" + version, self._headers, p.should_keep_alive())
+        self._req = req
+        merge = self.conf.merge_slashes
+        host_in_line = None
+        if not target.startswith("/"):
+            if target.lower().startswith(("http://", "https://")):  # absolute form: the host is in it
+                rest = target.split("://", 1)[1]
+                slash = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+                host_in_line = valid_host(rest[:slash])
+                if host_in_line is None:
+                    return 400
+                target = rest[slash:] or "/"
+                if target.startswith("?"):
+                    target = "/" + target
+            elif method != "OPTIONS" or target != "*":
+                return 400
+        normal = normalize_path(target, merge) if target != "*" else ("*", None)
+        if normal is None:
+            return 400  # nginx: "client sent invalid request"
+        req.path, req.args = normal
+        host = te = cl = expect = None
+        for k, v in self._headers:
+            if k == b"host":
+                host = v
+            elif k == b"content-length":
+                cl = v
+            elif k == b"transfer-encoding":
+                te = v
+            elif k == b"expect":
+                expect = v
+        if host is not None:
+            req.host = valid_host(host.decode("latin-1"))
+            if req.host is None:
+                return 400  # nginx: "client sent invalid host header"
+        if host_in_line is not None:
+            req.host = host_in_line
+        if host is None and version != "1.0":
+            return 400  # nginx: "client sent HTTP/1.1 request without "Host" header"
+        if cl is not None:
+            if not cl.isdigit():
+                return 400
+            req.length = int(cl)
+        if te is not None:
+            if version == "1.0":
+                return 400
+            if te.lower() != b"chunked":
+                return 501  # nginx: "client sent unknown "Transfer-Encoding""
+            if cl is not None:
+                return 400  # both at once: the request-smuggling case
+            req.chunked = True
+        if method in ("CONNECT", "TRACE"):
+            return 405
+        req.expect = expect is not None and expect.lower() == b"100-continue" and version != "1.0"
+        self.requests += 1
+        status = self.handler.admit(self, req)
+        if status:
+            return status  # decided from the head: the body is not read
+        if req.chunked or (req.length or 0) > 0:
+            self.phase = _BODY
+            self._last_read = self._now()
+            self._set_timer((req.conf or self.conf).body_timeout_ms, self._body_timeout)
+            if req.expect:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return 0
+
+    def _dispatch(self) -> None:
+        req = self._req
+        self._req = None
+        self._done = False
+        self._cancel_timer()
+        req.nbytes = self._msg_bytes
+        self._msg_bytes = 0
+        self.budget.reset()
+        if self._upgrade:
+            req.keep_alive = False
+        self.phase = _WAIT
         self.busy = True
         self.current = req
         self.handler.request(self, req)
@@ -210,15 +396,23 @@ class _HttpConnection(asyncio.Protocol):
         if self.closed:
             return
         req = self.current
-        keep = keep_alive and (req is None or req.keep_alive)
+        conf = (req.conf if req is not None else None) or self.conf
+        keep = (keep_alive and (req is None or req.keep_alive) and conf.keepalive_timeout_ms > 0
+                and self.requests < conf.keepalive_requests and self.handler is not None)
         n = len(body) if body is not None else (length or 0)
-        head = [f"HTTP/1.1 {status} {reason(status)}\r\nServer: {SERVER_HEADER}\r\nDate: {_date()}\r\n"]
+        head = [status_line(status).decode("latin-1"), f"Server: {SERVER_HEADER}\r\nDate: {http_date()}\r\n"]
         for k, v in headers:
             head.append(f"{k}: {v}\r\n")
         no_body = status in (204, 304) or 100 <= status < 200
         if not no_body:
             head.append(f"Content-Length: {n}\r\n")
-        head.append("Connection: keep-alive\r\n\r\n" if keep else "Connection: close\r\n\r\n")
+        if keep:
+            head.append("Connection: keep-alive\r\n")
+            if conf.keepalive_header_s is not None:
+                head.append(f"Keep-Alive: timeout={conf.keepalive_header_s}\r\n")
+            head.append("\r\n")
+        else:
+            head.append("Connection: close\r\n\r\n")
         t = self.transport
         data = "".join(head).encode("latin-1")
         if not no_body and (req is None or req.method != "HEAD"):
@@ -243,27 +437,150 @@ class _HttpConnection(asyncio.Protocol):
         self.current = None
         self.busy = False
         if not keep:
-            self.closed = True
-            t.close()
+            self.close()
             return
+        self.phase = _HEAD
+        if self._paused:
+            self._paused = False
+            t.resume_reading()
         if self.buf:
-            self._next()
+            self._set_timer(self.conf.header_timeout_ms, self._header_timeout)
+            self._advance()
+        else:
+            self._set_timer(conf.keepalive_timeout_ms, self._keepalive_over)
 
-    def fail(self, status: int) -> None:
-        """A malformed request: answer and close, as nginx does."""
-        self.current = None
-        body = _error_page(status)
-        self.respond(status, [("Content-Type", "text/html")], body, keep_alive=False)
+    def respond_error(self, status: int, headers: list[tuple[str, str]] | None = None) -> None:
+        """An error nginx answers itself, with its page (and the connection closed after the
+        errors nginx does not keep a connection for)."""
+        self.respond(status, [("Content-Type", "text/html"), *(headers or ())], error_page(status),
+                     keep_alive=status not in CLOSES)
+
+    def fail(self, status: int, unread: bool = False) -> None:
+        """A request nginx refuses while reading it: its error page (or what the handler set in
+        ``req.refuse``), then the connection is closed, lingering when the client may still be
+        sending (``unread`` input, or a body not read)."""
+        if self.closed:
+            return
+        req = self._req
+        self._req = None
+        answer = (status, [("Content-Type", "text/html")], error_page(status))
+        if req is not None:
+            req.keep_alive = False
+            if req.refuse is not None:
+                answer = req.refuse
+            unread = unread or req.chunked or (req.length or 0) > req.received
+        self._linger = unread
+        self.current = req
+        note = getattr(self.handler, "refused_request", None)
+        if note is not None:
+            note(self, status)
+        self.respond(answer[0], answer[1], answer[2], keep_alive=False)
+
+    def close(self) -> None:
+        """Close after what was written; with unread input, nginx's lingering close."""
+        if self.closed:
+            return
+        self._cancel_timer()
+        t = self.transport
+        if self._linger and t.can_write_eof():
+            self.buf.clear()
+            self.phase = _LINGER
+            self._linger_end = self._now() + self.handler_wall(LINGERING_TIME_MS)
+            t.write_eof()
+            self._set_timer(LINGERING_TIMEOUT_MS, self._linger_over)
+            return
+        self.closed = True
+        self.phase = _CLOSED
+        t.close()
 
     def abort(self) -> None:
         """Reset the connection (the node crashed or refused it)."""
         if not self.closed:
             self.closed = True
+            self.phase = _CLOSED
+            self._cancel_timer()
             self.transport.abort()
 
+    # --- timers ----------------------------------------------------------------------------------
 
-def _error_page(status: int) -> bytes:
-    text = f"{status} {reason(status)}"
-    return (f"<html>\r\n<head><title>{text}</title></head>\r\n<body>\r\n<center><h1>{text}</h1></center>\r\n"
-            f"<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n").encode()
+    _timer_cb = None
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def handler_wall(self, ms: float) -> float:
+        h = self.handler
+        return h.wall(ms) if h is not None else ms / 1000.0
+
+    def _set_timer(self, ms: float, cb) -> None:
+        """Call ``cb`` after ``ms`` of simulated time (an nginx timer)."""
+        self._set_timer_wall(self.handler_wall(ms), cb)
+
+    def _set_timer_wall(self, delay: float, cb) -> None:
+        self._cancel_timer()
+        self._timer_cb = cb
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_cb = None
+
+    def _fire(self) -> None:
+        cb = self._timer_cb
+        self._timer = None
+        self._timer_cb = None
+        if cb is not None and not self.closed:
+            cb()
+
+    def _header_timeout(self) -> None:
+        if self.phase != _HEAD:
+            return
+        self._drop(408, "client_header_timeout")
+
+    def _body_timeout(self) -> None:
+        if self.phase != _BODY:
+            return
+        req = self._req
+        timeout = (req.conf if req is not None and req.conf is not None else self.conf).body_timeout_ms
+        idle = self._now() - self._last_read
+        left = self.handler_wall(timeout) - idle
+        if left > 1e-4:  # read since the timer was set: the timeout runs from the last read
+            self._timer_cb = self._body_timeout
+            self._timer = asyncio.get_running_loop().call_later(left, self._fire)
+            return
+        self._drop(408, "client_body_timeout")
+
+    def _keepalive_over(self) -> None:
+        if self.phase == _HEAD and not self.buf:
+            self.closed = True
+            self.phase = _CLOSED
+            self.transport.close()
+
+    def _linger_over(self) -> None:
+        if self.phase == _LINGER and not self.closed:
+            self.closed = True
+            self.phase = _CLOSED
+            self.transport.close()
+
+    def _drop(self, status: int, why: str) -> None:
+        """nginx closes the connection without an answer and logs ``status`` (408)."""
+        self.closed = True
+        self.phase = _CLOSED
+        dropped = getattr(self.handler, "dropped", None)
+        if dropped is not None:
+            dropped(self, status, why)
+        self.transport.close()
+
+
+def _chunk_end_candidate(buf: bytearray, pos: int) -> int:
+    """Where a chunked body may end in ``buf[pos:]``: just past the first empty line (the last
+    chunk's and the trailers' end), or the end of the buffer. The parser decides whether it is."""
+    start = max(pos - 2, 0)
+    a = buf.find(b"\n\r\n", start)
+    b = buf.find(b"\n\n", start)
+    ends = [e + 3 for e in (a,) if e >= 0] + [e + 2 for e in (b,) if e >= 0]
+    ends = [e for e in ends if e > pos]
+    return min(ends) if ends else len(buf)
 

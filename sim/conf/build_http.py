@@ -1,7 +1,8 @@
 """The ``http{}`` block: what it declares, and the check across its servers.
 
 Each directive goes to the builder of its context (zones, upstreams, servers and locations);
-the http-level keepalive and body buffer settings are read here. The servers are built once the
+the http-level body buffer size is read here (keepalive and the other client settings inherit
+inwards, :meth:`_ServerBuilder.client_directive`). The servers are built once the
 whole block is read, when every upstream and zone they may name is known, and then no two may
 claim to be the default server of one address.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from sim.conf.build_server import _ServerBuilder
 from sim.conf.config import ConfigError, HttpConf, HttpServerConf
-from sim.conf.directives import _join, _num_arg, _Proto, _RawServer, _Scope, _size_arg, _Stmt, _time_arg
+from sim.conf.directives import _join, _Proto, _RawServer, _Scope, _size_arg, _Stmt
 
 
 class _HttpBuilder(_ServerBuilder):
@@ -40,12 +41,6 @@ class _HttpBuilder(_ServerBuilder):
                 self.limit_conn_zone(c, p)
             elif d == "match":
                 self.match(c, p)
-            elif d == "keepalive_timeout":
-                if len(c.args) > 1:
-                    _time_arg(c, 1)
-                scope.set(c, _time_arg(c))
-            elif d == "keepalive_requests":
-                scope.set(c, _num_arg(c))
             elif d == "client_body_buffer_size":
                 scope.set(c, _size_arg(c))
             else:

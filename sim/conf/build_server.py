@@ -17,6 +17,7 @@ from sim.conf.build_zones import _ZonesBuilder
 from sim.conf.config import (
     AccessRule,
     CacheValid,
+    ClientConf,
     ConfigError,
     ErrorPageConf,
     HttpServerConf,
@@ -30,11 +31,13 @@ from sim.conf.directives import (
     _invalid,
     _num_arg,
     _parse_int,
+    _parse_size,
     _parse_time,
     _Proto,
     _RawLocation,
     _RawServer,
     _Scope,
+    _size_arg,
     _Stmt,
     _time_arg,
 )
@@ -51,6 +54,11 @@ _HTTP_TIMES = (
     "proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout",
     "proxy_next_upstream_timeout", "proxy_cache_lock_timeout", "proxy_cache_lock_age",
 )  # fmt: skip
+_CLIENT_DIRECTIVES = frozenset({
+    "client_header_buffer_size", "large_client_header_buffers", "client_max_body_size",
+    "client_header_timeout", "client_body_timeout", "keepalive_timeout", "keepalive_requests",
+    "merge_slashes",
+})  # fmt: skip
 _HTTP_FLAGS = (
     "proxy_cache_revalidate", "proxy_cache_lock", "proxy_cache_background_update",
     "limit_req_dry_run", "limit_conn_dry_run", "proxy_intercept_errors", "recursive_error_pages",
@@ -101,9 +109,49 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             scope.set(c, a[0])
         elif d in ("resolver", "resolver_timeout"):
             self.resolver_directive(c, scope, p)
+        elif d in _CLIENT_DIRECTIVES:
+            self.client_directive(c, scope)
         else:
             return False
         return True
+
+    def client_directive(self, c: _Stmt, scope: _Scope) -> None:
+        """How requests are read and connections kept; crossplane has checked the context."""
+        d, a = c.directive, c.args
+        if d in ("client_header_buffer_size", "client_max_body_size"):
+            scope.set(c, _size_arg(c))
+        elif d == "large_client_header_buffers":
+            number, size = _parse_int(a[0]), _parse_size(a[1])
+            if not number or not size:
+                raise ConfigError(f'invalid value "{a[0] if not number else a[1]}"', c.where)
+            scope.set(c, (number, size))
+        elif d in ("client_header_timeout", "client_body_timeout"):
+            scope.set(c, _time_arg(c))
+        elif d == "keepalive_timeout":
+            if len(a) > 1:
+                header = _parse_time(a[1], seconds=True)
+                if header is None:
+                    raise ConfigError(f'invalid value "{a[1]}"', c.where)
+                scope.set(c, header // 1000, key="keepalive_header")
+            scope.set(c, _time_arg(c))
+        elif d == "keepalive_requests":
+            scope.set(c, _num_arg(c))
+        else:  # merge_slashes
+            scope.set(c, _flag_arg(c))
+
+    def client_conf(self, s: _Scope) -> ClientConf:
+        default = ClientConf()
+        return ClientConf(
+            header_buffer_size=s.get("client_header_buffer_size", default.header_buffer_size),
+            large_header_buffers=s.get("large_client_header_buffers", default.large_header_buffers),
+            header_timeout_ms=s.get("client_header_timeout", default.header_timeout_ms),
+            body_timeout_ms=s.get("client_body_timeout", default.body_timeout_ms),
+            max_body_size=s.get("client_max_body_size", default.max_body_size),
+            keepalive_timeout_ms=s.get("keepalive_timeout", default.keepalive_timeout_ms),
+            keepalive_header_s=s.get("keepalive_header", default.keepalive_header_s),
+            keepalive_requests=s.get("keepalive_requests", default.keepalive_requests),
+            merge_slashes=s.get("merge_slashes", default.merge_slashes),
+        )
 
     def bitmask(self, c: _Stmt, allowed: tuple[str, ...]) -> tuple[str, ...]:
         values: list[str] = []
@@ -313,6 +361,7 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             return_code=code,
             return_text=text,
             error_pages=tuple(raw.scope.get_array("error_page")),
+            client=self.client_conf(raw.scope),
         )
 
     def api_statements(self, locations: list[_RawLocation]) -> list[_Stmt]:
@@ -376,6 +425,7 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             intercept_errors=s.get("proxy_intercept_errors", False),
             recursive_error_pages=s.get("recursive_error_pages", False),
             internal=raw.internal,
+            client=self.client_conf(s),
         )
 
     def http_proxy_target(self, c: _Stmt, p: _Proto) -> tuple[str | None, str | None]:

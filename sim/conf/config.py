@@ -291,6 +291,22 @@ class ProxyConf:
 
 
 @dataclass(frozen=True)
+class ClientConf:
+    """How a client's request is read and its connection kept (ngx_http_core_module), with
+    nginx's defaults. The live server applies them; docs/live.md says how."""
+
+    header_buffer_size: int = 1024  # client_header_buffer_size
+    large_header_buffers: tuple[int, int] = (4, 8192)  # large_client_header_buffers number size
+    header_timeout_ms: int = 60_000  # client_header_timeout
+    body_timeout_ms: int = 60_000  # client_body_timeout
+    max_body_size: int = 1_048_576  # client_max_body_size; 0: not checked
+    keepalive_timeout_ms: int = 75_000  # keepalive_timeout; 0: no keep-alive
+    keepalive_header_s: int | None = None  # keepalive_timeout's second value ("Keep-Alive: timeout=N")
+    keepalive_requests: int = 1000
+    merge_slashes: bool = True
+
+
+@dataclass(frozen=True)
 class ErrorPageConf:
     """``error_page code ... [=[response]] uri;``: where a response with one of ``codes`` goes.
 
@@ -330,6 +346,7 @@ class LocationConf:
     intercept_errors: bool = False  # proxy_intercept_errors
     recursive_error_pages: bool = False
     internal: bool = False  # reachable only by internal redirects (error_page)
+    client: ClientConf = field(default_factory=ClientConf)  # in effect in this location
 
 
 @dataclass(frozen=True)
@@ -343,6 +360,7 @@ class HttpServerConf:
     return_code: int | None = None  # a server-level `return` (answered before any location)
     return_text: str | None = None
     error_pages: tuple[ErrorPageConf, ...] = ()  # for requests no location matches
+    client: ClientConf = field(default_factory=ClientConf)  # in effect at the server level
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import pytest
 from simpy.events import Timeout
 
 from api.live import Pacer
-from api.live.http import _HttpConnection
+from api.live.http import HttpConnection, HttpRequest
 from sim.cluster import scenario
 from sim.cluster.cluster import Cluster
 
@@ -149,7 +149,7 @@ class FakeTransport:
 
 
 def _connection():
-    proto = _HttpConnection(handler=None)
+    proto = HttpConnection(handler=None)
     proto.transport = FakeTransport()
     proto.busy = True
     return proto
@@ -189,11 +189,7 @@ def test_a_large_body_follows_its_head_in_a_second_write():
 def test_a_head_request_gets_no_body():
     proto = _connection()
 
-    class Req:
-        method = "HEAD"
-        keep_alive = True
-
-    proto.current = Req()
+    proto.current = HttpRequest("HEAD", "/", "HTTP/1.1", [], True)
     proto.respond(200, [], b"hello")
     [data] = proto.transport.writes
     assert data.endswith(b"\r\n\r\n")
