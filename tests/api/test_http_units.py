@@ -128,6 +128,6 @@ def test_the_client_settings_are_read_from_nginx_conf_and_inherited_inwards():
                          ("client_max_body_size 1q;", "invalid value"),
                          ("keepalive_timeout 5s 10ms;", 'invalid value "10ms"')):
         with pytest.raises(ConfigError, match=message):
-            loads("http { %s }" % bad)
+            loads("http { " + bad + " }")
     with pytest.raises(ConfigError, match="not allowed here"):
         loads("http { server { location / { client_header_buffer_size 1k; } } }")
