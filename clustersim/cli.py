@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     from clustersim.sweep import command as sweep_cmd
 
     sweep_cmd.register(sub)
+    from clustersim.chaos import command as chaos_cmd
+
+    chaos_cmd.register(sub)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -248,4 +248,14 @@ def summary_table(summary: dict) -> str:
             f"{r['writes']} writes, at most {r['max_divergent_keys']} keys divergent, "
             f"{r['lost_updates']} lost updates, {r['resurrected_keys']} resurrected"
         )
+        causes = dict(r.get("causes") or {})
+        if causes:
+            lines.append("  by cause: " + ", ".join(f"{c} {n}" for c, n in causes.items()))
+        for node, counts in (r.get("zone_full") or {}).items():
+            lines.append(
+                f"  zone full on {node}: {counts['writes_refused']} writes refused, "
+                f"{counts['records_dropped']} remote records dropped"
+            )
+        if r.get("unexplained"):
+            lines.append(f"  UNEXPLAINED: {r['unexplained']} (a model bug)")
     return "\n".join(lines)

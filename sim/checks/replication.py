@@ -17,8 +17,13 @@ final contents of one zone. :func:`check` judges them by nginx's rules:
 With ``timeout_ms`` and ``end_ms``, keys whose winner expires near the end (within
 ``expiry_margin_ms``) are not judged, and keys whose every write has expired must be gone.
 
-:class:`ReplicationProbe` samples the nodes during a run (every ``interval_ms``) and yields the
-divergence over time and the instant the nodes last became equal; :func:`report_for_cluster`
+Every lost update, divergent key and resurrected key carries a ``cause`` that the run proves
+(:mod:`sim.checks.causes`): a full zone, clock skew, an origin that lost the record in a crash,
+expiry, a node still down or cut off at the end, or ``unexplained``, which is a model bug.
+
+:class:`ReplicationProbe` (:mod:`sim.checks.probe`) samples the nodes during a run (every
+``interval_ms``) at a cost that does not grow with the number of keys. It gives the
+divergence over time and the instant the nodes last became equal. :func:`report_for_cluster`
 puts both together with the reference instant (the last write, or the last heal, restore or
 restart in the fault log, whichever is later), which gives the time to converge.
 """
@@ -29,7 +34,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from simpy.events import Timeout
+from sim.checks.causes import CAUSES, Evidence, count, evidence_from_cluster, explain_lost, first_cause
+from sim.checks.probe import ReplicationProbe, zone_of
 
 #: Fault-log actions after which the mesh may have become whole again.
 HEAL_ACTIONS = frozenset(
@@ -65,11 +71,17 @@ class WriteHistory:
     def __init__(self):
         self.writes: list[Write] = []
         self.deleted_keys: dict[str, set[str]] = {}  # zone -> keys deleted at least once
+        #: called as ``listener(zone, key)`` at the first delete of a key (the probe's hook)
+        self.delete_listeners: list = []
 
     def record(self, write: Write) -> None:
         self.writes.append(write)
         if write.value is None:
-            self.deleted_keys.setdefault(write.zone, set()).add(write.key)
+            keys = self.deleted_keys.setdefault(write.zone, set())
+            if write.key not in keys:
+                keys.add(write.key)
+                for listener in self.delete_listeners:
+                    listener(write.zone, write.key)
 
     def __len__(self) -> int:
         return len(self.writes)
@@ -96,6 +108,7 @@ class LostUpdate:
     expected: str | None  # the winner's value (None: the key should be gone)
     found: str | None  # what the node holds (None: nothing)
     winner_node: str | None = None
+    cause: str = "unexplained"  # one of sim.checks.causes.CAUSES
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +117,7 @@ class Resurrected:
     node: str
     deleted_at_ms: float
     value: str
+    cause: str = "resurrected_after_delete"
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,11 +147,30 @@ class ReplicationReport:
     max_divergent_keys: int | None = None
     first_divergence_ms: float | None = None
     last_divergence_ms: float | None = None
+    #: divergent key -> its cause (sim.checks.causes)
+    divergent_causes: dict[str, str] = field(default_factory=dict)
+    #: node -> {"writes_refused", "records_dropped"} for lack of zone memory (nodes with any)
+    zone_full: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         """Converged, nothing lost, nothing resurrected."""
         return self.converged and not self.lost_updates and not self.resurrected
+
+    @property
+    def unexplained(self) -> int:
+        """Lost updates and divergent keys the run cannot account for: model bugs."""
+        return sum(1 for x in self.lost_updates if x.cause == "unexplained") + sum(
+            1 for c in self.divergent_causes.values() if c == "unexplained"
+        )
+
+    @property
+    def explained(self) -> bool:
+        return self.unexplained == 0
+
+    def causes(self) -> dict[str, int]:
+        """Lost updates and resurrected keys by cause, in the order of ``CAUSES``."""
+        return count([x.cause for x in self.lost_updates] + [x.cause for x in self.resurrected])
 
     def summary(self) -> dict:
         """Plain numbers for a run's summary (JSON)."""
@@ -158,6 +191,10 @@ class ReplicationReport:
             "max_divergent_keys": self.max_divergent_keys,
             "first_divergence_ms": self.first_divergence_ms,
             "last_divergence_ms": self.last_divergence_ms,
+            "causes": self.causes(),
+            "divergent_by_cause": count(self.divergent_causes.values()),
+            "zone_full": self.zone_full,
+            "unexplained": self.unexplained,
             "ok": self.ok,
         }
 
@@ -184,8 +221,14 @@ def check(
     expiry_margin_ms: float = 1000.0,
     reference_ms: float | None = None,
     probe: ReplicationProbe | None = None,
+    evidence: Evidence | None = None,
 ) -> ReplicationReport:
-    """Judge the final ``contents`` (``{node: {key: value}}``) of ``zone`` against the history."""
+    """Judge the final ``contents`` (``{node: {key: value}}``) of ``zone`` against the history.
+
+    With ``evidence`` (what the run recorded, :func:`sim.checks.causes.evidence_from_cluster`)
+    each lost update gets its cause; without it only clock skew, which the history alone
+    proves, is told apart from ``unexplained``.
+    """
     writes = history.for_zone(zone) if isinstance(history, WriteHistory) else [
         w for w in history if zone is None or w.zone == zone
     ]
@@ -201,7 +244,12 @@ def check(
             latest[w.key] = w
     expiring = timeout_ms is not None and end_ms is not None
 
+    by_value: dict[tuple[str, str], Write] = {}
+    for w in writes:
+        if w.value is not None:
+            by_value[(w.key, w.value)] = w  # values name their write; the latest one if not
     lost: list[LostUpdate] = []
+    unjudged: set[str] = set()
     judged = 0
     for key in sorted(keys - deleted):
         win = won.get(key)
@@ -214,12 +262,16 @@ def check(
             elif last_at[key] + timeout_ms < end_ms - expiry_margin_ms:
                 expected = None  # every write has expired: the key must be gone
             else:
+                unjudged.add(key)
                 continue  # expires around the end, or a later losing write is still live
         judged += 1
         for node in nodes:
             found = contents[node].get(key)
             if found != expected:
-                lost.append(LostUpdate(key, node, expected, found, win.node))
+                x = LostUpdate(key, node, expected, found, win.node)
+                winner = win if expected is not None else None
+                found_write = by_value.get((key, found)) if found is not None else None
+                lost.append(LostUpdate(key, node, expected, found, win.node, explain_lost(x, winner, found_write, evidence)))
 
     resurrected: list[Resurrected] = []
     last_delete: dict[tuple[str, str], float] = {}
@@ -244,6 +296,21 @@ def check(
 
     divergent = divergent_keys(contents, ignore=deleted)
     converged = not divergent
+    key_causes: dict[str, list[str]] = {}
+    for x in lost:
+        key_causes.setdefault(x.key, []).append(x.cause)
+    divergent_causes = {}
+    for key in divergent:
+        if key in key_causes:
+            divergent_causes[key] = first_cause(key_causes[key])
+        else:
+            divergent_causes[key] = "expiring_at_end" if key in unjudged else "unexplained"
+    zone_full = {}
+    if evidence is not None:
+        for name, ev in evidence.nodes.items():
+            counts = ev.zone_full_counts()
+            if any(counts.values()):
+                zone_full[name] = counts
     report = ReplicationReport(
         nodes=nodes,
         zone=zone,
@@ -256,6 +323,8 @@ def check(
         resurrected=resurrected,
         reordered=reordered,
         reference_ms=reference_ms,
+        divergent_causes=divergent_causes,
+        zone_full=zone_full,
     )
     if probe is not None:
         report.max_divergent_keys = probe.max_divergent
@@ -291,12 +360,6 @@ def divergent_keys(
 # Watching a run
 
 
-def zone_of(node, zone: str, side: str = "stream"):
-    """The keyval zone ``zone`` of ``node`` on the ``http`` or ``stream`` side (or None)."""
-    zones = node.stream_keyvals if side == "stream" else node.keyvals
-    return zones.get(zone)
-
-
 def contents_of(
     cluster, zone: str, side: str = "stream", *, up_only: bool = True
 ) -> dict[str, dict[str, str]]:
@@ -308,63 +371,6 @@ def contents_of(
         z = zone_of(node, zone, side)
         out[name] = z.get() if z is not None else {}
     return out
-
-
-class ReplicationProbe:
-    """Samples one zone on every node every ``interval_ms`` and keeps the divergence over time.
-
-    ``series`` holds ``(time_ms, divergent_keys, nodes_up)`` each time either number changes
-    (memory stays small however long the run). The nodes count as converged while all of them
-    are up and none differs; ``converged_since`` is when the current such period began.
-    """
-
-    def __init__(self, cluster, zone: str, side: str = "stream", *, interval_ms: float = 100.0,
-                 history: WriteHistory | None = None, start: bool = True):
-        self.cluster = cluster
-        self.env = cluster.env
-        self.zone = zone
-        self.side = side
-        self.interval_ms = interval_ms
-        self.history = history
-        self.series: list[tuple[float, int, int]] = []
-        self.max_divergent = 0
-        self.first_divergence_ms: float | None = None
-        self.last_divergence_ms: float | None = None
-        self.converged_since: float | None = None
-        self._last: tuple[int, int] | None = None
-        if start:
-            self.start()
-
-    def start(self) -> None:
-        self.sample()
-        ev = Timeout(self.env, self.interval_ms)
-        ev.callbacks.append(self._tick)
-
-    def _tick(self, _ev) -> None:
-        self.sample()
-        ev = Timeout(self.env, self.interval_ms)
-        ev.callbacks.append(self._tick)
-
-    def sample(self) -> int:
-        now = self.env.now
-        contents = contents_of(self.cluster, self.zone, self.side)
-        ignore = self.history.deleted_keys.get(self.zone, set()) if self.history is not None else set()
-        n = len(divergent_keys(contents, ignore))
-        up = len(contents)
-        if n:
-            if self.first_divergence_ms is None:
-                self.first_divergence_ms = now
-            self.last_divergence_ms = now
-            self.max_divergent = max(self.max_divergent, n)
-        whole = n == 0 and up == len(self.cluster.nodes)
-        if whole and self.converged_since is None:
-            self.converged_since = now
-        elif not whole:
-            self.converged_since = None
-        if (n, up) != self._last:
-            self._last = (n, up)
-            self.series.append((now, n, up))
-        return n
 
 
 def reference_instant(cluster, history: WriteHistory | None, zone: str | None = None) -> float | None:
@@ -387,12 +393,8 @@ def report_for_cluster(
 ) -> ReplicationReport:
     """Check the cluster as it is now (every node must be up for convergence to hold)."""
     contents = contents_of(cluster, zone, side, up_only=False)
-    timeout = None
-    for node in cluster.nodes.values():
-        z = zone_of(node, zone, side)
-        if z is not None:
-            timeout = z.conf.timeout_ms
-            break
+    evidence = evidence_from_cluster(cluster, zone, side, probe)
+    timeout = evidence.timeout_ms
     report = check(
         history,
         contents,
@@ -402,6 +404,7 @@ def report_for_cluster(
         expiry_margin_ms=expiry_margin_ms,
         reference_ms=reference_instant(cluster, history, zone),
         probe=probe,
+        evidence=evidence,
     )
     if any(not n.up for n in cluster.nodes.values()):
         report.converged = False
@@ -410,6 +413,7 @@ def report_for_cluster(
 
 
 __all__ = [
+    "CAUSES",
     "HEAL_ACTIONS",
     "LostUpdate",
     "Reordered",

@@ -120,6 +120,8 @@ class ZoneSync:
         self.bytes_out = 0
         #: records left out of snapshots because one would not fit a buffer
         self.snapshot_records_skipped = 0
+        #: records received and merged (applied or ignored) by this node
+        self.records_received = 0
         self.connections: dict[str, Connection] = {}
         self._resolve = any(s.resolve for s in conf.servers)
 
@@ -451,6 +453,7 @@ class ZoneSync:
             zone = zones.get((m.tag, m.zone))
             if zone is None:
                 continue  # a zone this node does not sync: ignored, as an unknown zone is
+            self.records_received += len(m.records)
             for rec in m.records:
                 expire_in = None if rec.expire_at is None else rec.expire_at - written_at
                 zone.apply_remote(rec.key, rec.value, rec.timestamp, rec.origin, expire_in)

@@ -310,7 +310,11 @@ class KeyvalZone(KeyvalStore):
         return None if timeout is None else self.env.now + timeout
 
     def _write_local(self, key: str, value: str, expire_at: float | None) -> None:
-        self._store(key, value, self.clock.now_ms(), self.node_name, expire_at)
+        try:
+            self._store(key, value, self.clock.now_ms(), self.node_name, expire_at)
+        except KeyvalZoneFull:
+            self.writes_refused += 1
+            raise
         if self.conf.sync:
             self._pending[key] = None  # an already queued key keeps its place: coalesced
 
@@ -329,6 +333,7 @@ class KeyvalZone(KeyvalStore):
         for key in list(self._pending):
             if not self._alive(key):  # expired before it could be sent: never travels
                 del self._pending[key]
+                self.expired_unsent[key] = self.env.now
                 continue
             rec = self._records[key]
             size = rec.wire_bytes
@@ -352,13 +357,18 @@ class KeyvalZone(KeyvalStore):
         origin name wins. Returns ``"inserted"``, ``"updated"``, ``"ignored"`` (local record
         newer, already expired, or a key this zone's type cannot hold) or ``"no_memory"``.
         """
-        self._expire_due()
+        heap = self._heap
+        if heap and heap[0][0] <= self.env.now:
+            self._expire_due()
         if expire_in_ms is not None and expire_in_ms <= 0:
-            return "ignored"
-        if self.conf.type == "ip" and _ip_network(key) is None:
+            self.expired_on_arrival[key] = self.env.now
             return "ignored"
         old = self._records.get(key)
-        if old is not None and (timestamp, origin) <= (old.timestamp, old.origin):
+        if old is not None and (
+            timestamp < old.timestamp or (timestamp == old.timestamp and origin <= old.origin)
+        ):
+            return "ignored"  # the common case of a snapshot: a record this node has already
+        if self.conf.type == "ip" and _ip_network(key) is None:
             return "ignored"
         if expire_in_ms is None:
             expire_at = self._default_expiry()
@@ -367,6 +377,8 @@ class KeyvalZone(KeyvalStore):
         try:
             self._store(key, value, timestamp, origin, expire_at)
         except KeyvalZoneFull:
+            self.records_dropped += 1
+            self.dropped_keys[key] = self.env.now
             return "no_memory"
         # The key now holds someone else's write; only local writes are ever sent.
         self._pending.pop(key, None)

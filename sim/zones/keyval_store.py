@@ -5,6 +5,12 @@
 when the pool has no room), the lookup indexes for ``type=ip`` and ``type=prefix``, the expiry
 heap with its one simpy timer, the ``/slabs/{zone}`` figures, and the ``state=`` file that
 :meth:`KeyvalStore.restart` reads back. :mod:`sim.zones.keyval` re-exports the public names.
+
+A watcher (the replication probe, :mod:`sim.checks.replication`) can attach a :class:`ZoneWatch`:
+it keeps a digest of the zone's *live* pairs (the XOR of a hash of ``(key, value, timestamp,
+origin)`` of each), updated on every store, delete and expiry, and reports each change of a
+key's live value to a callback. Comparing two nodes is then comparing two integers, whatever
+the number of keys. A zone without a watch pays one ``is None`` test per change.
 """
 
 from __future__ import annotations
@@ -86,11 +92,8 @@ class Record:
     origin: str
     expire_at: float | None
     size: int
-
-    @property
-    def wire_bytes(self) -> int:
-        """Bytes this record takes in a zone_sync buffer."""
-        return WIRE_OVERHEAD + len(self.key.encode()) + len(self.value.encode())
+    #: bytes this record takes in a zone_sync buffer (worked out once, when it is stored)
+    wire_bytes: int = 0
 
     def live_at(self, now: float) -> bool:
         """Whether the pair has not expired at sim time ``now``."""
@@ -99,6 +102,82 @@ class Record:
     def expire_in(self, now: float) -> float | None:
         """Milliseconds of life left at sim time ``now`` (None: never expires)."""
         return None if self.expire_at is None else max(0.0, self.expire_at - now)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a watcher sees of the store
+
+
+def record_hash(key: str, value: str, timestamp: float, origin: str) -> int:
+    """The digest term of one pair: equal records on two nodes give equal terms."""
+    return hash((key, value, timestamp, origin))
+
+
+class ZoneWatch:
+    """A digest of the live pairs of one zone, and a callback for each change of a live value.
+
+    ``digest`` is the XOR of :func:`record_hash` over the pairs live at the last instant the
+    watch was brought up to date (:meth:`KeyvalStore.watch_sync`, and every store or delete,
+    which first retire the pairs that expired since). ``on_change(key, old, new)`` gets the
+    key's live value before and after (None: absent or expired) whenever they differ.
+    Expiry is lazy in the zone (nothing is freed until the next write); the watch keeps its own
+    heap of expiry instants so that its view is what a read sees.
+    """
+
+    __slots__ = ("digest", "heap", "listeners", "on_change", "_seq")
+
+    def __init__(self) -> None:
+        self.digest = 0
+        self.heap: list[tuple[float, int, str, Record]] = []
+        self.listeners: list = []
+        self.on_change = self._fan_out
+        self._seq = 0
+
+    def listen(self, listener) -> None:
+        if listener not in self.listeners:
+            self.listeners.append(listener)
+        # one listener (the usual case) is called directly, several through the fan-out
+        self.on_change = self.listeners[0] if len(self.listeners) == 1 else self._fan_out
+
+    def forget(self, listener) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+        self.on_change = self.listeners[0] if len(self.listeners) == 1 else self._fan_out
+
+    def _fan_out(self, key: str, old: str | None, new: str | None) -> None:
+        for listener in self.listeners:
+            listener(key, old, new)
+
+    def add(self, rec: Record, now: float) -> str | None:
+        """``rec`` became the key's record: its value if it is live now (it then joins the digest)."""
+        exp = rec.expire_at
+        if exp is not None:
+            if exp <= now:
+                return None
+            self._seq += 1
+            heapq.heappush(self.heap, (exp, self._seq, rec.key, rec))
+        self.digest ^= hash((rec.key, rec.value, rec.timestamp, rec.origin))
+        return rec.value
+
+    def drop(self, rec: Record, now: float) -> str | None:
+        """``rec`` stopped being the key's record: its value if it was live (it leaves the digest)."""
+        exp = rec.expire_at
+        if exp is not None and exp <= now:
+            return None  # retired already when it expired
+        self.digest ^= hash((rec.key, rec.value, rec.timestamp, rec.origin))
+        return rec.value
+
+    def expire(self, records: dict[str, Record], now: float) -> None:
+        """Retire the pairs whose expiry instant has come (each reported as a change to None)."""
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            _, _, key, rec = heapq.heappop(heap)
+            if records.get(key) is rec:
+                self.digest ^= hash((key, rec.value, rec.timestamp, rec.origin))
+                self.on_change(key, rec.value, None)
+        if len(heap) > 2 * len(records) + 64:
+            self.heap = [e for e in heap if records.get(e[2]) is e[3]]
+            heapq.heapify(self.heap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,10 +208,30 @@ class KeyvalStore:
         self.dirty = False
         #: Records too large for a zone_sync buffer, skipped by :meth:`drain_pending`.
         self.skipped_records = 0
+        # What the replication checker reads to explain a lost update (sim.checks.replication):
+        #: local writes refused because the pair did not fit (the API answers 413)
+        self.writes_refused = 0
+        #: remote records dropped because they did not fit, and key -> sim time of the last drop
+        self.records_dropped = 0
+        self.dropped_keys: dict[str, float] = {}
+        #: key -> sim time, of records that expired in the output queue before being sent
+        self.expired_unsent: dict[str, float] = {}
+        #: key -> sim time, of received records whose lifetime had run out on the way
+        self.expired_on_arrival: dict[str, float] = {}
+        self._watch: ZoneWatch | None = None
         self._saved: list[dict] | None = None  # the "state file" when state_dir is None
         self._clear_memory()
 
     def _clear_memory(self) -> None:
+        w = self._watch
+        if w is not None:  # every live pair is gone: tell the watcher, key by key
+            now = self.env.now
+            w.expire(self._records, now)
+            for rec in self._records.values():
+                old = w.drop(rec, now)
+                if old is not None:
+                    w.on_change(rec.key, old, None)
+            w.heap = []
         #: The zone's shared memory; ``/slabs/{zone}`` renders ``slab.stats()``.
         self.slab = SlabPool(self.conf.size)
         self._records: dict[str, Record] = {}
@@ -164,12 +263,59 @@ class KeyvalStore:
     def pages_free(self) -> int:
         return self.slab.pages_free
 
+    # -- watching -------------------------------------------------------------------------------
+
+    def watch(self, listener) -> ZoneWatch:
+        """Call ``listener(key, old, new)`` on every change of a live value, from now on.
+
+        The first listener creates the zone's :class:`ZoneWatch`, whose digest starts with the
+        pairs live now; later ones share it."""
+        w = self._watch
+        if w is None:
+            w = ZoneWatch()
+            now = self.env.now
+            for rec in self._records.values():
+                w.add(rec, now)
+            self._watch = w
+        w.listen(listener)
+        return w
+
+    def unwatch(self, listener) -> None:
+        """Stop calling ``listener``; the watch goes with its last listener."""
+        w = self._watch
+        if w is not None:
+            w.forget(listener)
+            if not w.listeners:
+                self._watch = None
+
+    @property
+    def watched(self) -> ZoneWatch | None:
+        return self._watch
+
+    def watch_sync(self) -> int:
+        """Bring the watch up to now (pairs that expired leave it); its digest, or 0 unwatched."""
+        w = self._watch
+        if w is None:
+            return 0
+        if w.heap and w.heap[0][0] <= self.env.now:
+            w.expire(self._records, self.env.now)
+        return w.digest
+
+    def live_view(self) -> dict[str, str]:
+        """``{key: value}`` of the pairs live now (what the watch's digest covers)."""
+        now = self.env.now
+        return {k: r.value for k, r in self._records.items() if r.expire_at is None or now < r.expire_at}
+
     # -- storage --------------------------------------------------------------------------------
 
     def _store(self, key: str, value: str, timestamp: float, origin: str, expire_at) -> None:
         """Insert or replace a pair; on :class:`KeyvalZoneFull` the zone is left as it was."""
+        w = self._watch
+        if w is not None and w.heap and w.heap[0][0] <= self.env.now:
+            w.expire(self._records, self.env.now)
         old = self._records.get(key)
-        node_bytes = NODE_OVERHEAD + len(key.encode()) + len(value.encode())
+        data_bytes = len(key.encode()) + len(value.encode())
+        node_bytes = NODE_OVERHEAD + data_bytes
         if old is not None:
             # Freed first, so an update may reuse the old pair's memory in a full zone.
             old_node, index = self._handles[key]
@@ -192,7 +338,7 @@ class KeyvalStore:
             self._index_add(key)
         self._handles[key] = (node, index)
         size = allocation_cost(node_bytes) + (allocation_cost(INDEX_NODE) if index is not None else 0)
-        rec = Record(key, value, timestamp, origin, expire_at, size)
+        rec = Record(key, value, timestamp, origin, expire_at, size, WIRE_OVERHEAD + data_bytes)
         self._records[key] = rec
         self._used_bytes += size
         if expire_at is not None:
@@ -200,12 +346,37 @@ class KeyvalStore:
             heapq.heappush(self._heap, (expire_at, self._seq, key, rec))
             if len(self._heap) > 2 * len(self._records) + 64:
                 self._compact_heap()
+        if w is not None:
+            # ZoneWatch.drop(old) and ZoneWatch.add(rec), inlined: this runs per record applied
+            now = self.env.now
+            before = None
+            if old is not None and (old.expire_at is None or old.expire_at > now):
+                w.digest ^= hash((key, old.value, old.timestamp, old.origin))
+                before = old.value
+            if expire_at is None or expire_at > now:
+                if expire_at is not None:
+                    w._seq += 1
+                    heapq.heappush(w.heap, (expire_at, w._seq, key, rec))
+                w.digest ^= hash((key, value, timestamp, origin))
+                if before != value:
+                    w.on_change(key, before, value)
+            elif before is not None:
+                w.on_change(key, before, None)
 
     @staticmethod
     def _node_bytes(rec: Record) -> int:
         return NODE_OVERHEAD + len(rec.key.encode()) + len(rec.value.encode())
 
     def _remove(self, key: str) -> None:
+        w = self._watch
+        if w is not None:
+            now = self.env.now
+            if w.heap and w.heap[0][0] <= now:
+                w.expire(self._records, now)
+            rec = self._records[key]
+            before = w.drop(rec, now)
+            if before is not None:
+                w.on_change(key, before, None)
         rec = self._records.pop(key)
         node, index = self._handles.pop(key)
         self.slab.free(node)
