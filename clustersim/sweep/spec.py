@@ -18,6 +18,7 @@ import yaml
 
 from clustersim.sweep import paths as paths_mod
 from clustersim.sweep.metrics import DERIVED
+from sim.cluster.yaml_lines import read_mapping
 
 DESIGNS = ("grid", "random", "latin")
 SEED_MODES = ("common", "independent")
@@ -205,14 +206,7 @@ def load(path: str | Path) -> Sweep:
 
 def loads(text: str, *, filename: str = "<sweep>", base_dir: str | Path = ".") -> Sweep:
     base_dir = Path(base_dir)
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise SweepError(f"{filename}:{mark.line + 1 if mark else 1}: YAML syntax: {getattr(e, 'problem', e)}") from None
-    if root is None or not isinstance(data, dict):
-        raise SweepError(f"{filename}:1: (top level): expected a mapping of sweep fields")
+    root, data = read_mapping(text, filename, "sweep", SweepError)
     lines = _line_map(root)
 
     def line(*loc) -> int:

@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from sim.cluster.backend import BackendSpec
 from sim.cluster.faults import step_problem
 from sim.cluster.network import LinkSpec
-from sim.cluster.yaml_lines import _clean_loc, _field, _line_for, _line_map
+from sim.cluster.yaml_lines import _clean_loc, _field, _line_for, _line_map, read_mapping
 from sim.conf import config as nginx_config
 from sim.conf import reader as conf_reader
 from sim.core import dists
@@ -355,15 +354,7 @@ def load(path: str | Path, *, seed: int | None = None) -> Scenario:
 
 def loads(text: str, *, filename: str = "<scenario>", base_dir: str | Path = ".", seed: int | None = None) -> Scenario:
     base_dir = Path(base_dir)
-    try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ScenarioError(f"{filename}:{line}: YAML syntax: {getattr(e, 'problem', e)}") from None
-    if root is None or not isinstance(data, dict):
-        raise ScenarioError(f"{filename}:1: (top level): expected a mapping of scenario fields")
+    root, data = read_mapping(text, filename, "scenario", ScenarioError)
     lines = _line_map(root)
     try:
         model = ScenarioModel.model_validate(data)

@@ -61,3 +61,19 @@ def _field(loc: tuple) -> str:
         else:
             parts.append(("." if parts else "") + str(p))
     return "".join(parts) or "(top level)"
+
+
+def read_mapping(text: str, filename: str, what: str, error: type[Exception]):
+    """Parse a YAML document that must be a mapping: ``(node tree, data)``, or ``error`` with
+    ``file:line`` for a syntax error and ``file:1`` when the top level is not a mapping of
+    ``what`` fields (the scenario and sweep readers)."""
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise error(f"{filename}:{line}: YAML syntax: {getattr(e, 'problem', e)}") from None
+    if root is None or not isinstance(data, dict):
+        raise error(f"{filename}:1: (top level): expected a mapping of {what} fields")
+    return root, data
