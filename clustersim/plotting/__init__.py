@@ -25,7 +25,7 @@ __all__ = [
     "DataError", "FaultSpan", "Panel", "RunData", "Section", "Table", "Trace", "bars", "compare_sections", "curves",
     "fault_spans",
     "figure", "load_run", "png_traffic_panels", "run_data", "run_sections", "section_figure", "sections", "spans",
-    "left_margin", "timeline", "timeline_figure", "to_plotly", "write_png", "zone_sync_section",
+    "left_margin", "scatter", "timeline", "timeline_figure", "to_plotly", "write_png", "zone_sync_section",
 ]
 
 
@@ -109,4 +109,33 @@ def bars(categories: list[str], groups: dict[str, list[float]], *, xlabel: str, 
              "marker": {"color": PALETTE[i % len(PALETTE)]}} for i, (name, values) in enumerate(groups.items())]
     layout = {"barmode": "group", "height": 320, "title": {"text": title}, "margin": {"l": 70, "r": 20, "t": 40, "b": 50},
               "xaxis": {"title": {"text": xlabel}, "type": "category"}, "yaxis": {"title": {"text": ylabel}}}
+    return to_plotly({"data": data, "layout": layout})
+
+
+def scatter(groups: dict, *, xlabel: str, ylabel: str, title: str = "", lines: dict[str, float] | None = None):
+    """A plotly Figure of named point sets, one colour each: ``{name: (x, y)}``, or
+    ``{name: (x, y, texts)}`` with one hover text per point (which run or schedule it is).
+    ``lines`` draws labelled horizontal reference lines (``{label: y}``), dashed."""
+    from clustersim.plotting.panels import PALETTE
+
+    data = []
+    for i, (name, points) in enumerate(groups.items()):
+        x, y, *texts = points
+        trace = {"type": "scatter", "mode": "markers", "name": name, "x": [float(v) for v in x],
+                 "y": [float(v) for v in y],
+                 "marker": {"color": PALETTE[i % len(PALETTE)], "size": 8, "line": {"color": "#ffffff", "width": 1}}}
+        if texts:
+            trace["text"] = [str(t) for t in texts[0]]
+            trace["hovertemplate"] = "%{text}<br>%{x:g}, %{y:g}<extra>" + name + "</extra>"
+        data.append(trace)
+    shapes, notes = [], []
+    for label, y in (lines or {}).items():
+        shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+                       "line": {"color": "#7f7f7f", "width": 1, "dash": "dash"}})
+        notes.append({"text": label, "xref": "paper", "x": 1, "xanchor": "right", "yref": "y", "y": y,
+                      "yanchor": "bottom", "showarrow": False, "font": {"size": 11, "color": "#555"}})
+    layout = {"height": 340, "title": {"text": title}, "margin": {"l": 70, "r": 20, "t": 40, "b": 50},
+              "hovermode": "closest", "shapes": shapes, "annotations": notes, "plot_bgcolor": "#ffffff",
+              "xaxis": {"title": {"text": xlabel}, "gridcolor": "#eee", "zeroline": False},
+              "yaxis": {"title": {"text": ylabel}, "gridcolor": "#eee", "zeroline": False}}
     return to_plotly({"data": data, "layout": layout})

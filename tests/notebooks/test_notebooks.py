@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 PATHS = sorted(NOTEBOOKS.glob("*.ipynb"))
 EXPECTED = {"load_balancing.ipynb", "health_checks.ipynb", "caching.ipynb", "replication.ipynb",
-            "monitoring_bugs.ipynb", "capacity_planning.ipynb"}
+            "monitoring_bugs.ipynb", "capacity_planning.ipynb", "chaos_campaign.ipynb"}
 
 
 def read(path: Path) -> nbformat.NotebookNode:
