@@ -15,7 +15,9 @@ in :data:`CAUSES`; when several apply, the first in the list is given:
     timestamp. With agreeing clocks a later write has the larger timestamp, so the clocks
     disagreed. A local write always replaces the local pair, newer or not, so the losing value
     got onto a node (its writer, or a node that wrote over the winner and then took that write)
-    and the rest of the cluster ignores it.
+    and the rest of the cluster ignores it. Also when such a skewed write was made on the node
+    itself and displaced the winner there, and an older record that beats the skewed one but
+    not the winner then arrived and replaced it: the node holds neither.
 ``origin_lost``
     the winner's origin crashed after the write and no longer holds it. Its state file did not
     have it (no ``state=``, or the crash came before the record reached a peer that could pass
@@ -139,12 +141,13 @@ def evidence_from_cluster(cluster, zone: str, side: str, probe=None) -> Evidence
     return Evidence(out, cluster.env.now, timeout)
 
 
-def explain_lost(lost, winner, found_write, ev: Evidence | None) -> str:
+def explain_lost(lost, winner, found_write, ev: Evidence | None, local_writes=()) -> str:
     """The cause of one :class:`sim.checks.replication.LostUpdate`.
 
     ``winner`` is the key's last-write-wins write (None when the key should be gone because
     every write has expired), ``found_write`` the history's write of the value the node holds
-    (None: nothing, or a value no write made).
+    (None: nothing, or a value no write made), ``local_writes`` the history's writes of the key
+    made on the lost update's node.
     """
     node = lost.node
     if ev is not None and not ev.node(node).up:
@@ -159,6 +162,13 @@ def explain_lost(lost, winner, found_write, ev: Evidence | None) -> str:
     ):
         # with agreeing clocks a later write carries the larger timestamp: the clocks disagreed,
         # and a local write (which always replaces the local pair) put the losing value here
+        return "clock_skew"
+    if winner is not None and any(
+        w.value is not None and w.at_ms > winner.at_ms and w.order < winner.order for w in local_writes
+    ):
+        # the same disagreement, one step removed: a skewed local write replaced the winner on
+        # this node, and an older record that beats the skewed one (but not the winner) came in
+        # afterwards and took its place, so the node ends with neither
         return "clock_skew"
     if ev is None:
         return "unexplained"

@@ -245,7 +245,9 @@ def check(
     expiring = timeout_ms is not None and end_ms is not None
 
     by_value: dict[tuple[str, str], Write] = {}
+    by_node: dict[tuple[str, str], list[Write]] = {}
     for w in writes:
+        by_node.setdefault((w.key, w.node), []).append(w)
         if w.value is not None:
             by_value[(w.key, w.value)] = w  # values name their write; the latest one if not
     lost: list[LostUpdate] = []
@@ -271,7 +273,8 @@ def check(
                 x = LostUpdate(key, node, expected, found, win.node)
                 winner = win if expected is not None else None
                 found_write = by_value.get((key, found)) if found is not None else None
-                lost.append(LostUpdate(key, node, expected, found, win.node, explain_lost(x, winner, found_write, evidence)))
+                cause = explain_lost(x, winner, found_write, evidence, by_node.get((key, node), ()))
+                lost.append(LostUpdate(key, node, expected, found, win.node, cause))
 
     resurrected: list[Resurrected] = []
     last_delete: dict[tuple[str, str], float] = {}

@@ -52,6 +52,23 @@ def test_the_winner_has_the_greatest_timestamp_and_then_the_greatest_origin_name
     assert {k: v.value for k, v in winners(ws).items()} == {"a": "x", "b": "q"}
 
 
+def test_a_skewed_local_write_is_clock_skew_even_when_an_older_record_replaced_it_later():
+    # node3 writes the winner (ts 335); node2, its clock behind, writes over it locally later in
+    # sim time with ts 312 (the winner is pushed out there); node4's even earlier write (ts 322)
+    # arrives after that and beats node2's own, so node2 ends with node4's value: neither its
+    # own write nor the winner. The history proves the skew: node2 wrote after the winner with a
+    # smaller timestamp.
+    h = history(w(320, "node4", "k", "from4", ts=322), w(335, "node3", "k", "from3", ts=335),
+                w(341, "node2", "k", "from2", ts=312))
+    others = {"k": "from3"}
+    report = check(h, {"node2": {"k": "from4"}, "node3": dict(others), "node4": dict(others)}, zone="kv")
+    assert [(x.node, x.found, x.cause) for x in report.lost_updates] == [("node2", "from4", "clock_skew")]
+    # without node2's skewed write the same final state has no proven cause
+    h = history(w(320, "node4", "k", "from4", ts=322), w(335, "node3", "k", "from3", ts=335))
+    report = check(h, {"node2": {"k": "from4"}, "node3": dict(others), "node4": dict(others)}, zone="kv")
+    assert [x.cause for x in report.lost_updates] == ["unexplained"]
+
+
 def test_equal_contents_holding_the_winners_pass():
     h = history(w(1, "node1", "a", "1"), w(2, "node2", "a", "2"), w(3, "node3", "b", "3"))
     same = {"a": "2", "b": "3"}
@@ -149,16 +166,15 @@ def test_the_checker_catches_a_receiver_that_ignores_timestamps():
     cl = cluster.Cluster(scenario.loads(scenario_text(faults)), start_workloads=False, sample=False)
     kv = KeyvalClient(cl, "kv")
     broken = cl.nodes["node2"].stream_keyvals["kv"]
-
-    def overwrite_whatever_the_timestamp(key, value, timestamp, origin, expire_in_ms):
-        broken._store(key, value, timestamp, origin, broken.env.now + expire_in_ms)
-        return "updated"
-
-    broken.apply_remote = overwrite_whatever_the_timestamp
     cl.run(12_000)
     kv.set("node1", "k", "old")  # isolated node1, earlier
+    old = cl.nodes["node1"].stream_keyvals["kv"].record("k")
     cl.run(15_000)
     kv.set("node2", "k", "new")  # the other side, later: the winner
+    cl.run(35_000)
+    # a receiver that ignored timestamps would have let node1's older record, arriving with
+    # the heal's snapshot, overwrite the newer local one: do to node2 what it would have done
+    broken._store("k", old.value, old.timestamp, old.origin, old.expire_at)
     cl.run(40_000)
     report = report_for_cluster(cl, kv.history, "kv")
     assert not report.ok and not report.converged
