@@ -18,6 +18,9 @@ from clustersim.chaos.campaign import run_schedule
 from clustersim.chaos.nemesis import KINDS, Nemesis
 from sim.cluster import scenario as scenario_mod
 
+DEFAULT_MAX_STEPS = 4
+DEFAULT_PROBE_MS = 100.0
+
 
 def nemesis_for(sc, kinds=KINDS, start_share: float = 0.1, heal_by_share: float = 0.6, max_steps: int = 4) -> Nemesis:
     """Faults between ``start_share`` and ``heal_by_share`` of the scenario's duration."""
@@ -108,13 +111,18 @@ def cmd_chaos(args) -> int:
     if totals:
         print("lost updates by cause: " + ", ".join(f"{c} {n}" for c, n in totals.items()))
     worst = sorted(rows, key=_badness, reverse=True)[: args.worst]
+    # what draws and runs the same schedule again: the seed and index, and every option that
+    # changes how schedules are drawn or judged
+    same = "".join([f" --kinds {','.join(kinds)}" if args.kinds else "",
+                    f" --max-steps {args.max_steps}" if args.max_steps != DEFAULT_MAX_STEPS else "",
+                    f" --probe-ms {args.probe_ms:g}" if args.probe_ms != DEFAULT_PROBE_MS else ""])
     if worst:
         print("worst schedules:")
     for r in worst:
         ttc = "never" if r["time_to_converge_ms"] is None else f"{r['time_to_converge_ms'] / 1000:g}s"
         print(f"  #{r['index']}: converged {ttc}, {r['lost_updates']} lost {r['causes'] or ''}, "
               f"peak {r['max_divergent_keys']} keys; {'; '.join(r['schedule'])}")
-        print(f"    clustersim chaos {args.scenario} --seed {seed} --only {r['index']} --out {out / str(r['index'])}")
+        print(f"    clustersim chaos {args.scenario} --seed {seed}{same} --only {r['index']} --out {out / str(r['index'])}")
     for index, failure in failures:
         print(f"  #{index} failed: {failure}", file=sys.stderr)
     print("wrote " + ", ".join(str(p) for p in files))
@@ -132,7 +140,7 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--only", type=int, default=None, metavar="I", help="run schedule I of the campaign alone")
     p.add_argument("--kinds", default=None, help=f"comma-separated fault kinds (default all: {','.join(KINDS)})")
-    p.add_argument("--max-steps", type=int, default=4, help="faults per schedule, at most")
-    p.add_argument("--probe-ms", type=float, default=100.0, help="replication probe interval")
+    p.add_argument("--max-steps", type=int, default=DEFAULT_MAX_STEPS, help="faults per schedule, at most")
+    p.add_argument("--probe-ms", type=float, default=DEFAULT_PROBE_MS, help="replication probe interval")
     p.add_argument("--worst", type=int, default=5, help="how many of the worst schedules to print")
     p.set_defaults(func=cmd_chaos)

@@ -71,6 +71,21 @@ def test_the_chaos_command_writes_rows_and_the_rerun_command(tmp_path, capsys):
     assert (out / "schedules.csv").read_text().startswith("index,converged,")
 
 
+def test_the_rerun_command_keeps_the_options_that_draw_the_schedule(tmp_path, capsys):
+    out = tmp_path / "c"
+    args = ["chaos", MESH5, "--seed", "2", "--kinds", "partition,clock_offset", "--max-steps", "2",
+            "--probe-ms", "250", "--only", "1", "--out", str(out), "--workers", "1"]
+    assert main(args) == 0
+    first = json.loads((out / "schedules.jsonl").read_text())
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.strip().startswith("clustersim chaos"))
+    assert "--kinds partition,clock_offset --max-steps 2 --probe-ms 250 --only 1" in line
+    # the printed command, run as printed, draws the same schedule
+    again = line.split()[1:]
+    again[again.index("--out") + 1] = str(tmp_path / "again")
+    assert main([*again, "--workers", "1"]) == 0
+    assert json.loads((tmp_path / "again" / "schedules.jsonl").read_text())["steps"] == first["steps"]
+
+
 def test_a_nemesis_rejects_an_unknown_fault_kind():
     try:
         Nemesis(("a", "b"), 0.0, 10_000.0, ("partition", "meteor"))
