@@ -21,11 +21,14 @@ import sys
 import warnings
 from pathlib import Path
 
-#: The modules compiled at install time: the ones a simulated request runs through.
+#: The modules compiled at install time: the ones a simulated request runs through, and the
+#: ones a zone_sync record is stored, shipped and merged by.
 MODULES = ("sim.core.eventq", "sim.core.rng", "sim.http.traffic", "sim.zones.status", "sim.http.cache",
            "sim.http.cache_rules", "sim.http.cache_nodes", "sim.node.node", "sim.node.route",
            "sim.node.upstream_cache", "sim.node.variables", "sim.workload.clients",
-           "sim.http.proxy", "sim.cluster.backend", "sim.cluster.network")
+           "sim.http.proxy", "sim.cluster.backend", "sim.cluster.network",
+           "sim.zones.slabs", "sim.zones.keyval_store", "sim.zones.keyval", "sim.stream.zone_sync",
+           "sim.checks.probe")
 #: Written by setup.py next to this file: ``{module: sha256 of its source}``.
 STAMP = "_compiled.json"
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from simpy.events import Timeout
 
+from sim.zones.keyval import KeyvalZone
+
 
 def zone_of(node, zone: str, side: str = "stream"):
     """The keyval zone ``zone`` of ``node`` on the ``http`` or ``stream`` side (or None)."""
@@ -67,8 +69,11 @@ class ReplicationProbe:
         self._disputed: dict[str, dict[str | None, int]] = {}
         self._ignored: set[str] = set()
         self._ignored_disputed = 0
-        self._members: list[tuple[str, object]] = []  # (node name, zone or None) of running nodes
+        self._members: list[tuple[str, KeyvalZone | None]] = []  # (node name, zone or None) of running nodes
         self._n = 0
+        #: called as ``listener(probe, divergent)`` after every sample (a live view, a test's
+        #: second opinion)
+        self.sample_listeners: list = []
         if history is not None:
             self._ignored.update(history.deleted_keys.get(zone, ()))
             history.delete_listeners.append(self._deleted)
@@ -107,17 +112,17 @@ class ReplicationProbe:
             if key in self._ignored:
                 self._ignored_disputed -= 1
 
-    def _running(self) -> list[tuple[str, object]]:
+    def _running(self) -> list[tuple[str, KeyvalZone | None]]:
         return [(name, zone_of(node, self.zone, self.side)) for name, node in self.cluster.nodes.items() if node.up]
 
-    def _rebuild(self, members: list[tuple[str, object]]) -> None:
+    def _rebuild(self, members: list[tuple[str, KeyvalZone | None]]) -> None:
         """The running nodes or their zone objects changed: watch the new set, recount from scratch."""
         self.rebuilds += 1
         keep = {id(z) for _n, z in members if z is not None}
         for _name, z in self._members:
             if z is not None and id(z) not in keep:
                 z.unwatch(self._changed)
-        views = []
+        views: list[dict[str, str]] = []
         for name, z in members:
             if z is None:
                 views.append({})
@@ -201,6 +206,8 @@ class ReplicationProbe:
         if (n, up) != self._last:
             self._last = (n, up)
             self.series.append((now, n, up))
+        for listener in self.sample_listeners:
+            listener(self, n)
         return n
 
 

@@ -21,7 +21,8 @@ grows), and nodes that were unreachable get everything from the snapshot sent wh
 connection is (re)established.
 
 The receiver merges records last-write-wins by the origin node's clock
-(:meth:`sim.zones.keyval.KeyvalZone.apply_remote`, :meth:`sim.zones.limits.LimitReqZone.apply_remote`); a
+(:meth:`sim.zones.keyval.KeyvalZone.apply_records`, :meth:`sim.zones.limits.LimitReqZone.apply_records`,
+each :meth:`apply_remote` for every record of a message); a
 record's remaining lifetime travels with it, so a pair expires everywhere at about the same time.
 Deletes never travel.
 
@@ -391,7 +392,8 @@ class ZoneSync:
         size = self.conf.buffers_size
         for (tag, name), zone in self.sync_zones().items():
             room = size - HEADER_BYTES - len(name.encode())
-            batch, left = [], room
+            batch: list = []
+            left = room
             for rec in zone.snapshot():
                 n = rec.wire_bytes
                 if n > room:
@@ -454,9 +456,7 @@ class ZoneSync:
             if zone is None:
                 continue  # a zone this node does not sync: ignored, as an unknown zone is
             self.records_received += len(m.records)
-            for rec in m.records:
-                expire_in = None if rec.expire_at is None else rec.expire_at - written_at
-                zone.apply_remote(rec.key, rec.value, rec.timestamp, rec.origin, expire_in)
+            zone.apply_records(m.records, written_at)
 
 
 __all__ = [

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from sim.core.errors import SimError
+from sim.zones.keyval_errors import KeyvalFormatError, KeyvalKeyExists, KeyvalKeyNotFound
 from sim.zones.keyval_store import (
     INDEX_NODE,
     NODE_OVERHEAD,
@@ -43,36 +43,6 @@ from sim.zones.keyval_store import (
     _ip_network,
     allocation_cost,
 )
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class KeyvalFormatError(SimError):
-    """A request body the keyval API rejects: ``text`` is nginx's wording."""
-
-    code = "KeyvalFormatError"
-
-
-class KeyvalKeyExists(SimError):
-    """POST of a key that is already in the zone."""
-
-    code = "KeyvalKeyExists"
-
-    def __init__(self, key: str):
-        self.key = key
-        super().__init__(f'key "{key}" already exists')
-
-
-class KeyvalKeyNotFound(SimError):
-    """PATCH or GET ``?key=`` of a key that is not in the zone."""
-
-    code = "KeyvalKeyNotFound"
-
-    def __init__(self, key: str):
-        self.key = key
-        super().__init__("keyval key not found")
-
 
 # ---------------------------------------------------------------------------------------------
 # Request values
@@ -235,7 +205,10 @@ class KeyvalZone(KeyvalStore):
                 raise KeyvalFormatError("invalid JSON")
             if isinstance(value, dict) and "value" not in value:
                 raise KeyvalFormatError("invalid JSON")
-            prepared.append((key, *self._split(value)))
+            new_value, expire_at = self._split(value)
+            if new_value is None:  # a POSTed object always has a value (checked above)
+                raise KeyvalFormatError("invalid JSON")
+            prepared.append((key, new_value, expire_at))
         for key, _, _ in prepared:
             if key in self._records:
                 raise KeyvalKeyExists(key)
@@ -384,6 +357,57 @@ class KeyvalZone(KeyvalStore):
         self._pending.pop(key, None)
         self._changed()
         return "updated" if old is not None else "inserted"
+
+    def apply_records(self, records: tuple[Record, ...], written_at: float) -> int:
+        """Merge the records of one zone_sync message, written by the sender at ``written_at``.
+
+        What :meth:`apply_remote` does for each record, done for the whole message at the one
+        instant it arrives: expiry is brought up to now once, and the state file (when the zone
+        has one) is written once. Returns how many records changed the zone.
+        """
+        now = self.env.now
+        if self._heap and self._heap[0][0] <= now:
+            self._expire_due()
+        w = self._watch
+        if w is not None and w.heap and w.heap[0][0] <= now:
+            w.expire(self._records, now)
+        held = self._records
+        pending = self._pending
+        check_ip = self.conf.type == "ip"
+        timeout = self.conf.timeout_ms
+        default_expiry = None if timeout is None else now + timeout
+        changed = 0
+        for rec in records:
+            key = rec.key
+            timestamp = rec.timestamp
+            origin = rec.origin
+            sent_expiry = rec.expire_at
+            if sent_expiry is None:
+                expire_at = default_expiry
+            else:
+                expire_in = sent_expiry - written_at
+                if expire_in <= 0:
+                    self.expired_on_arrival[key] = now
+                    continue
+                expire_at = now + expire_in
+            old = held.get(key)
+            if old is not None and (
+                timestamp < old.timestamp or (timestamp == old.timestamp and origin <= old.origin)
+            ):
+                continue
+            if check_ip and _ip_network(key) is None:
+                continue
+            try:
+                self._store_at(key, rec.value, timestamp, origin, expire_at, now)
+            except KeyvalZoneFull:
+                self.records_dropped += 1
+                self.dropped_keys[key] = now
+                continue
+            pending.pop(key, None)
+            changed += 1
+        if changed:
+            self._changed()
+        return changed
 
     def snapshot(self) -> list[Record]:
         """Every live record, local and received, for a peer that just (re)connected."""

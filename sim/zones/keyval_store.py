@@ -23,27 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.conf.config import KeyvalZoneConf
-from sim.core.errors import SimError
+from sim.zones.keyval_errors import KeyvalStateError, KeyvalZoneFull
 from sim.zones.slabs import PAGE_SIZE, SLOT_SIZES, SlabPool, slot_size
-
-# ---------------------------------------------------------------------------------------------
-# Errors raised by the store
-
-
-class KeyvalZoneFull(SimError):
-    """The zone's shared memory cannot hold the new pair (docs/keyval.md: the API answers 413)."""
-
-    code = "KeyvalZoneFull"
-
-    def __init__(self, zone: str, needed: int):
-        self.zone = zone
-        self.needed = needed
-        super().__init__(f'not enough memory in keyval zone "{zone}"')
-
-
-class KeyvalStateError(ValueError):
-    """A state file that clustersim did not write (or wrote with another format version)."""
-
 
 # ---------------------------------------------------------------------------------------------
 # Memory: what one pair asks of the zone's slab allocator (estimates, see docs/keyval.md)
@@ -78,22 +59,49 @@ class SlotStats:
 # Records
 
 
-@dataclass(frozen=True, slots=True)
 class Record:
     """One pair as stored: written at ``timestamp`` (origin node's clock, ms) by ``origin``.
 
     ``expire_at`` is sim time (ms) or None for a zone without timeout; ``size`` is the slab
-    memory the pair holds (its slot-rounded allocations).
+    memory the pair holds (its slot-rounded allocations). A record is never changed once made:
+    an update stores a new one. (A plain class rather than a frozen dataclass: a node makes one
+    for every record it stores or merges, and a frozen dataclass's constructor costs several
+    times as much, compiled or not.)
     """
 
-    key: str
-    value: str
-    timestamp: float
-    origin: str
-    expire_at: float | None
-    size: int
-    #: bytes this record takes in a zone_sync buffer (worked out once, when it is stored)
-    wire_bytes: int = 0
+    __slots__ = ("key", "value", "timestamp", "origin", "expire_at", "size", "wire_bytes", "seq", "node",
+                 "index")
+
+    def __init__(self, key: str, value: str, timestamp: float, origin: str, expire_at: float | None,
+                 size: int, wire_bytes: int = 0, seq: int = 0, node: int = -1, index: int = -1) -> None:
+        self.key = key
+        self.value = value
+        self.timestamp = timestamp
+        self.origin = origin
+        self.expire_at = expire_at
+        self.size = size
+        #: bytes this record takes in a zone_sync buffer (worked out once, when it is stored)
+        self.wire_bytes = wire_bytes
+        # The store's own bookkeeping, not part of the pair (equality and hash leave it out):
+        #: which store of its zone made it (expiry heaps name a record by key and seq)
+        self.seq = seq
+        #: slab handles of the pair's node and of its lookup-index node (-1: none)
+        self.node = node
+        self.index = index
+
+    def _fields(self) -> tuple:
+        return (self.key, self.value, self.timestamp, self.origin, self.expire_at, self.size, self.wire_bytes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Record) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (f"Record(key={self.key!r}, value={self.value!r}, timestamp={self.timestamp!r}, "
+                f"origin={self.origin!r}, expire_at={self.expire_at!r}, size={self.size!r}, "
+                f"wire_bytes={self.wire_bytes!r})")
 
     def live_at(self, now: float) -> bool:
         """Whether the pair has not expired at sim time ``now``."""
@@ -124,14 +132,14 @@ class ZoneWatch:
     heap of expiry instants so that its view is what a read sees.
     """
 
-    __slots__ = ("digest", "heap", "listeners", "on_change", "_seq")
+    __slots__ = ("digest", "heap", "listeners", "on_change")
 
     def __init__(self) -> None:
         self.digest = 0
-        self.heap: list[tuple[float, int, str, Record]] = []
+        #: ``(expire_at, seq, key)`` of the pairs it holds that expire
+        self.heap: list[tuple[float, int, str]] = []
         self.listeners: list = []
         self.on_change = self._fan_out
-        self._seq = 0
 
     def listen(self, listener) -> None:
         if listener not in self.listeners:
@@ -154,8 +162,7 @@ class ZoneWatch:
         if exp is not None:
             if exp <= now:
                 return None
-            self._seq += 1
-            heapq.heappush(self.heap, (exp, self._seq, rec.key, rec))
+            heapq.heappush(self.heap, (exp, rec.seq, rec.key))
         self.digest ^= hash((rec.key, rec.value, rec.timestamp, rec.origin))
         return rec.value
 
@@ -171,13 +178,13 @@ class ZoneWatch:
         """Retire the pairs whose expiry instant has come (each reported as a change to None)."""
         heap = self.heap
         while heap and heap[0][0] <= now:
-            _, _, key, rec = heapq.heappop(heap)
-            if records.get(key) is rec:
+            _, seq, key = heapq.heappop(heap)
+            rec = records.get(key)
+            if rec is not None and rec.seq == seq:
                 self.digest ^= hash((key, rec.value, rec.timestamp, rec.origin))
                 self.on_change(key, rec.value, None)
         if len(heap) > 2 * len(records) + 64:
-            self.heap = [e for e in heap if records.get(e[2]) is e[3]]
-            heapq.heapify(self.heap)
+            self.heap = _current(heap, records)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,9 +242,9 @@ class KeyvalStore:
         #: The zone's shared memory; ``/slabs/{zone}`` renders ``slab.stats()``.
         self.slab = SlabPool(self.conf.size)
         self._records: dict[str, Record] = {}
-        self._handles: dict[str, tuple[int, int | None]] = {}  # key -> (node, index node)
         self._pending: dict[str, None] = {}  # insertion-ordered set
-        self._heap: list[tuple[float, int, str, Record]] = []
+        #: ``(expire_at, seq, key)`` of every record stored with an expiry (stale ones too)
+        self._heap: list[tuple[float, int, str]] = []
         self._seq = 0
         self._used_bytes = 0
         self._ip_index: dict[tuple[int, int], dict[int, list[str]]] = {}
@@ -308,55 +315,69 @@ class KeyvalStore:
 
     # -- storage --------------------------------------------------------------------------------
 
-    def _store(self, key: str, value: str, timestamp: float, origin: str, expire_at) -> None:
+    def _store(self, key: str, value: str, timestamp: float, origin: str, expire_at: float | None) -> None:
         """Insert or replace a pair; on :class:`KeyvalZoneFull` the zone is left as it was."""
+        now = self.env.now
         w = self._watch
-        if w is not None and w.heap and w.heap[0][0] <= self.env.now:
-            w.expire(self._records, self.env.now)
+        if w is not None and w.heap and w.heap[0][0] <= now:
+            w.expire(self._records, now)
+        self._store_at(key, value, timestamp, origin, expire_at, now)
+
+    def _store_at(
+        self, key: str, value: str, timestamp: float, origin: str, expire_at: float | None, now: float
+    ) -> None:
+        """:meth:`_store` at sim time ``now``, the watch already brought up to it."""
+        w = self._watch
         old = self._records.get(key)
         data_bytes = len(key.encode()) + len(value.encode())
         node_bytes = NODE_OVERHEAD + data_bytes
+        slab = self.slab
         if old is not None:
             # Freed first, so an update may reuse the old pair's memory in a full zone.
-            old_node, index = self._handles[key]
-            self.slab.free(old_node)
-            node = self.slab.alloc(node_bytes)
-            if node is None:
-                self._handles[key] = (self.slab.alloc(self._node_bytes(old)), index)
+            index = old.index
+            slab.free(old.node)
+            got = slab.alloc(node_bytes)
+            if got is None:
+                restored = slab.alloc(self._node_bytes(old))  # the memory just freed
+                assert restored is not None
+                old.node = restored
                 raise KeyvalZoneFull(self.conf.name, node_bytes)
+            node = got
             self._used_bytes -= old.size
         else:
-            node = self.slab.alloc(node_bytes)
-            if node is None:
+            got = slab.alloc(node_bytes)
+            if got is None:
                 raise KeyvalZoneFull(self.conf.name, node_bytes)
-            index = None
+            node = got
+            index = -1
             if self.conf.type in ("ip", "prefix"):
-                index = self.slab.alloc(INDEX_NODE)
-                if index is None:
-                    self.slab.free(node)
+                got = slab.alloc(INDEX_NODE)
+                if got is None:
+                    slab.free(node)
                     raise KeyvalZoneFull(self.conf.name, node_bytes + INDEX_NODE)
+                index = got
             self._index_add(key)
-        self._handles[key] = (node, index)
-        size = allocation_cost(node_bytes) + (allocation_cost(INDEX_NODE) if index is not None else 0)
-        rec = Record(key, value, timestamp, origin, expire_at, size, WIRE_OVERHEAD + data_bytes)
+        size = allocation_cost(node_bytes) + (allocation_cost(INDEX_NODE) if index >= 0 else 0)
+        self._seq += 1
+        seq = self._seq
+        rec = Record(key, value, timestamp, origin, expire_at, size, WIRE_OVERHEAD + data_bytes, seq, node, index)
         self._records[key] = rec
         self._used_bytes += size
+        entry: tuple[float, int, str] | None = None
         if expire_at is not None:
-            self._seq += 1
-            heapq.heappush(self._heap, (expire_at, self._seq, key, rec))
+            entry = (expire_at, seq, key)  # one tuple for both heaps: one object fewer to collect
+            heapq.heappush(self._heap, entry)
             if len(self._heap) > 2 * len(self._records) + 64:
                 self._compact_heap()
         if w is not None:
             # ZoneWatch.drop(old) and ZoneWatch.add(rec), inlined: this runs per record applied
-            now = self.env.now
             before = None
             if old is not None and (old.expire_at is None or old.expire_at > now):
                 w.digest ^= hash((key, old.value, old.timestamp, old.origin))
                 before = old.value
             if expire_at is None or expire_at > now:
-                if expire_at is not None:
-                    w._seq += 1
-                    heapq.heappush(w.heap, (expire_at, w._seq, key, rec))
+                if entry is not None:
+                    heapq.heappush(w.heap, entry)
                 w.digest ^= hash((key, value, timestamp, origin))
                 if before != value:
                     w.on_change(key, before, value)
@@ -378,10 +399,9 @@ class KeyvalStore:
             if before is not None:
                 w.on_change(key, before, None)
         rec = self._records.pop(key)
-        node, index = self._handles.pop(key)
-        self.slab.free(node)
-        if index is not None:
-            self.slab.free(index)
+        self.slab.free(rec.node)
+        if rec.index >= 0:
+            self.slab.free(rec.index)
         self._used_bytes -= rec.size
         self._index_remove(key)
         self._pending.pop(key, None)
@@ -389,6 +409,7 @@ class KeyvalStore:
     def _index_add(self, key: str) -> None:
         if self.conf.type == "ip":
             net = _ip_network(key)
+            assert net is not None  # the key was checked before it was stored
             slot = (net.version, net.prefixlen)
             keys = self._ip_index.setdefault(slot, {}).setdefault(int(net.network_address), [])
             keys.append(key)
@@ -401,6 +422,7 @@ class KeyvalStore:
     def _index_remove(self, key: str) -> None:
         if self.conf.type == "ip":
             net = _ip_network(key)
+            assert net is not None
             slot = (net.version, net.prefixlen)
             by_addr = self._ip_index[slot]
             keys = by_addr[int(net.network_address)]
@@ -420,15 +442,15 @@ class KeyvalStore:
     # -- expiry ---------------------------------------------------------------------------------
 
     def _expire_due(self) -> None:
-        heap, now = self._heap, self.env.now
+        heap, now, records = self._heap, self.env.now, self._records
         while heap and heap[0][0] <= now:
-            _, _, key, rec = heapq.heappop(heap)
-            if self._records.get(key) is rec:
+            _, seq, key = heapq.heappop(heap)
+            rec = records.get(key)
+            if rec is not None and rec.seq == seq:
                 self._remove(key)
 
     def _compact_heap(self) -> None:
-        self._heap = [e for e in self._heap if self._records.get(e[2]) is e[3]]
-        heapq.heapify(self._heap)
+        self._heap = _current(self._heap, self._records)
 
     # -- memory statistics ----------------------------------------------------------------------
 
@@ -436,9 +458,9 @@ class KeyvalStore:
         """Sizes (slot-rounded, or whole pages) of every live allocation; sums to ``used_bytes``."""
         sizes = []
         index_cost = allocation_cost(INDEX_NODE)
-        for key, rec in self._records.items():
+        for rec in self._records.values():
             sizes.append(allocation_cost(self._node_bytes(rec)))
-            if self._handles[key][1] is not None:
+            if rec.index >= 0:
                 sizes.append(index_cost)
         return sorted(sizes)
 
@@ -546,6 +568,17 @@ class KeyvalStore:
         self._clear_memory()
         self.dirty = False
         return self.load_state()
+
+
+def _current(heap: list[tuple[float, int, str]], records: dict[str, Record]) -> list[tuple[float, int, str]]:
+    """An expiry heap without the entries of records that were replaced or removed since."""
+    out = []
+    for entry in heap:
+        rec = records.get(entry[2])
+        if rec is not None and rec.seq == entry[1]:
+            out.append(entry)
+    heapq.heapify(out)
+    return out
 
 
 def _ip_network(key: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

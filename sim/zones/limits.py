@@ -194,6 +194,12 @@ class LimitReqZone:
             left -= rec.wire_bytes
         return out
 
+    def apply_records(self, records, written_at: float) -> int:
+        """Merge the buckets of one zone_sync message; how many changed the zone."""
+        return sum(
+            self.apply_remote(r.key, r.value, r.timestamp, r.origin) in ("inserted", "updated") for r in records
+        )
+
     def apply_remote(
         self, key: str, value: int, timestamp: float, origin: str, expire_in_ms: float | None = None
     ) -> str:

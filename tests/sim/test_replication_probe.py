@@ -44,20 +44,22 @@ nginx_conf_inline: |
 """)
 
 
-class CheckedProbe(ReplicationProbe):
-    """A probe that also compares every node's whole zone at each sample, the old way."""
+def checked_probe(cl, zone: str, **kwargs) -> tuple[ReplicationProbe, list[tuple[float, int, int]]]:
+    """A probe whose every sample is also checked by comparing every node's whole zone, the old
+    way; the list collects ``(time, probe's count, full comparison's count)`` where they differ."""
+    mismatches: list[tuple[float, int, int]] = []
 
-    def __init__(self, *args, **kwargs):
-        self.mismatches: list[tuple[float, int, int]] = []
-        super().__init__(*args, **kwargs)
-
-    def sample(self) -> int:
-        n = super().sample()
-        ignore = self.history.deleted_keys.get(self.zone, set()) if self.history is not None else set()
-        full = len(divergent_keys(contents_of(self.cluster, self.zone, self.side), ignore))
+    def compare(probe, n):
+        history = probe.history
+        ignore = history.deleted_keys.get(probe.zone, set()) if history is not None else set()
+        full = len(divergent_keys(contents_of(probe.cluster, probe.zone, probe.side), ignore))
         if full != n:
-            self.mismatches.append((self.env.now, n, full))
-        return n
+            mismatches.append((probe.env.now, n, full))
+
+    probe = ReplicationProbe(cl, zone, start=False, **kwargs)
+    probe.sample_listeners.append(compare)
+    probe.start()
+    return probe, mismatches
 
 
 SHORT = scenario_for("1m timeout=4s state=kv.json")
@@ -79,7 +81,7 @@ def test_the_incremental_probe_counts_what_a_full_comparison_counts_at_every_sam
     with tempfile.TemporaryDirectory() as tmp:
         cl = cluster.Cluster(SHORT, start_workloads=False, sample=False, state_dir=tmp)
         kv = KeyvalClient(cl, "kv")
-        probe = CheckedProbe(cl, "kv", interval_ms=50.0, history=kv.history)
+        probe, mismatches = checked_probe(cl, "kv", interval_ms=50.0, history=kv.history)
         seq = iter(range(10**6))
 
         def apply(ev):
@@ -107,7 +109,7 @@ def test_the_incremental_probe_counts_what_a_full_comparison_counts_at_every_sam
             t += gap
             Timeout(cl.env, t, op).callbacks.append(apply)
         cl.run(t + 8000)
-        assert probe.mismatches == []
+        assert mismatches == []
         assert probe.corrections == 0
 
 
@@ -128,7 +130,7 @@ def test_a_sample_reads_no_zone_when_nothing_changed():
 def test_a_restart_rebuilds_the_table_once_and_the_counts_stay_exact():
     cl = cluster.Cluster(scenario_for("1m timeout=1h"), start_workloads=False, sample=False)
     kv = KeyvalClient(cl, "kv")
-    probe = CheckedProbe(cl, "kv", interval_ms=100.0, history=kv.history)
+    probe, mismatches = checked_probe(cl, "kv", interval_ms=100.0, history=kv.history)
     cl.run(1500)
     for i in range(20):
         kv.set("node2", f"k{i}", "v")
@@ -138,7 +140,7 @@ def test_a_restart_rebuilds_the_table_once_and_the_counts_stay_exact():
     kv.set("node1", "k0", "new")
     cl.nodes["node3"].restart()  # no state file: it comes back empty, then snapshots refill it
     cl.run(8000)
-    assert probe.mismatches == [] and probe.rebuilds == 3
+    assert mismatches == [] and probe.rebuilds == 3
     assert report_for_cluster(cl, kv.history, "kv", probe=probe).ok
 
 
@@ -217,16 +219,14 @@ def test_a_receiver_that_ignores_timestamps_is_unexplained():
     cl = cluster.Cluster(scenario_for("1m timeout=1h", faults), start_workloads=False, sample=False)
     kv = KeyvalClient(cl, "kv")
     broken = cl.nodes["node2"].stream_keyvals["kv"]
-
-    def overwrite_whatever_the_timestamp(key, value, timestamp, origin, expire_in_ms):
-        broken._store(key, value, timestamp, origin, None)
-        return "updated"
-
-    broken.apply_remote = overwrite_whatever_the_timestamp
     cl.run(12_000)
     kv.set("node1", "k", "old")
+    old = cl.nodes["node1"].stream_keyvals["kv"].record("k")
     cl.run(15_000)
     kv.set("node2", "k", "new")
+    cl.run(35_000)
+    # what a receiver that ignored timestamps would have done with node1's snapshot at the heal
+    broken._store("k", old.value, old.timestamp, old.origin, None)
     cl.run(40_000)
     report = report_for_cluster(cl, kv.history, "kv")
     assert [x.cause for x in report.lost_updates] == ["unexplained"]

@@ -1,4 +1,5 @@
-"""Cluster.run raises the cyclic collector's youngest threshold while it runs, and only then."""
+"""Cluster.run raises the cyclic collector's thresholds (youngest and oldest generation) while it
+runs, and only then."""
 
 from __future__ import annotations
 
@@ -27,14 +28,16 @@ def test_the_threshold_is_raised_during_a_run_and_restored_after():
     try:
         gc.set_threshold(700, 10, 10)
         cl.run()
-        assert seen == [(cluster.RUN_GC_THRESHOLD, 10, 10)]
+        assert seen == [(cluster.RUN_GC_THRESHOLD, 10, cluster.RUN_GC_OLDEST)]
         assert gc.get_threshold() == (700, 10, 10)
-        # a caller's higher threshold, or a disabled collector (0), is left as it is
-        for setting in ((50_000, 10, 10), (0, 10, 10)):
+        # a caller's higher thresholds are kept, and a disabled collector (0) is left as it is
+        for setting, during in (((50_000, 10, 5000), (50_000, 10, 5000)),
+                                ((50_000, 20, 10), (50_000, 20, cluster.RUN_GC_OLDEST)),
+                                ((0, 10, 10), (0, 10, 10))):
             gc.set_threshold(*setting)
             Timeout(cl.env, 500.0).callbacks.append(lambda _ev: seen.append(gc.get_threshold()))
             cl.run(cl.env.now + 1000.0)
-            assert seen[-1] == setting
+            assert seen[-1] == during
             assert gc.get_threshold() == setting
     finally:
         gc.set_threshold(*before)
