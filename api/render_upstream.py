@@ -9,6 +9,7 @@ objects and reuses them while the model has not changed them, and the servers as
 from __future__ import annotations
 
 from functools import lru_cache
+from operator import attrgetter, ne
 
 import orjson
 
@@ -106,7 +107,14 @@ def peer(p, version: int, now: float, clock) -> dict:
 
 def upstream(up, version: int, now: float, clock) -> dict:
     """``/http/upstreams/{u}/``: ``queue`` only when the upstream has a ``queue`` directive."""
-    out = {"peers": [peer(p, version, now, clock) for p in up.peers], "keepalive": up.keepalive}
+    out = {"peers": [peer(p, version, now, clock) for p in up.peers]}
+    out.update(_upstream_tail(up))
+    return out
+
+
+def _upstream_tail(up) -> dict:
+    """The fields of ``/http/upstreams/{u}/`` after ``peers``."""
+    out = {"keepalive": up.keepalive}
     if up.queue_max:
         out["queue"] = {"size": up.queue_len, "max_size": up.queue_max, "overflows": up.overflows}
     out["zombies"] = up.zombies
@@ -151,16 +159,48 @@ def stream_peer(p, version: int, now: float, clock) -> dict:
 
 def stream_upstream(up, version: int, now: float, clock) -> dict:
     """``/stream/upstreams/{u}/``."""
-    return {
-        "peers": [stream_peer(p, version, now, clock) for p in up.peers],
-        "zombies": up.zombies,
-        "zone": up.zone,
-    }
+    out = {"peers": [stream_peer(p, version, now, clock) for p in up.peers]}
+    out.update(_stream_upstream_tail(up))
+    return out
+
+
+def _stream_upstream_tail(up) -> dict:
+    """The fields of ``/stream/upstreams/{u}/`` after ``peers``."""
+    return {"zombies": up.zombies, "zone": up.zone}
 
 
 def stream_upstreams_of(node, version: int) -> dict:
     now, clock = node.env.now, node.clock
     return {name: stream_upstream(up, version, now, clock) for name, up in stream_upstreams(node).items()}
+
+
+#: Every attribute of an http peer that :func:`peer` shows or that its state, ``downtime`` and
+#: ``downstart`` are computed from (:meth:`sim.upstream.peer.Peer.state_at` and friends); the
+#: three containers come last (their copies are kept, and compared by content).
+#: tests/api/test_upstream_bodies.py checks that rendering a peer reads nothing else.
+PEER_KEY_FIELDS = ("id", "server", "service", "name", "backup", "weight", "down", "drain", "hc_state",
+                   "max_fails", "_fails", "checked", "fail_timeout_ms", "_unavail_until", "_probing",
+                   "_down_since", "_downtime", "slow_start_ms", "active", "ssl", "max_conns", "requests",
+                   "header_time", "response_time", "hist_sum", "sent", "received", "fails", "unavail",
+                   "hc_checks", "hc_fails", "hc_unhealthy", "hc_last_passed", "selected",
+                   "responses", "codes", "hist")
+_CONTAINERS = 3
+#: The same for a stream peer (:func:`stream_peer`), which has no containers.
+STREAM_PEER_KEY_FIELDS = ("id", "server", "service", "name", "backup", "weight", "down", "drain", "hc_state",
+                          "max_fails", "_fails", "checked", "fail_timeout_ms", "_unavail_until", "_probing",
+                          "_down_since", "_downtime", "slow_start_ms", "active", "ssl", "max_conns",
+                          "connections", "connect_time", "first_byte_time", "response_time", "sent",
+                          "received", "fails", "unavail", "hc_checks", "hc_fails", "hc_unhealthy",
+                          "hc_last_passed", "selected")
+_peer_values = attrgetter(*PEER_KEY_FIELDS)
+_stream_peer_values = attrgetter(*STREAM_PEER_KEY_FIELDS)
+
+
+def _kept_values(values: tuple, containers: int) -> tuple:
+    """``values`` as kept for a later comparison: the containers (last) copied."""
+    if not containers:
+        return values
+    return values[:-containers] + tuple(c.copy() for c in values[-containers:])
 
 
 class UpstreamBodies:
@@ -178,13 +218,26 @@ class UpstreamBodies:
     is reused only at the same ``now``. With every peer ``up``, ``down`` or ``draining`` and no
     period open, nothing moves until the model changes (and bumps the epoch): an ``unavail``
     period only starts with a failure or a probe. docs/api-server.md has the details.
+
+    When the epoch has moved (under traffic it moves with every request), most peers are still
+    as they were: one request changes one peer. Each peer's encoded object is kept too, with the
+    values it was rendered from (:data:`PEER_KEY_FIELDS` and the contents of its ``responses``,
+    ``codes`` and ``hist``), and reused while they are equal, under the same rule for time (a
+    down-ish peer only at the same ``now``); comparing those values costs a fraction of
+    rendering and encoding the peer. A peer with ``ssl`` counters is always rendered (they are
+    an object of their own). The body is then the peers' pieces joined, byte for byte what
+    encoding the whole object gives. With ``fields`` the whole object is rendered.
     """
 
     def __init__(self, limit: int = 256):
         self.limit = limit  # entries kept at most (``fields`` comes from clients)
         self.hits = 0
         self.misses = 0
+        #: peers rendered afresh and peers reused, on the misses without ``fields``
+        self.peer_renders = 0
+        self.peer_reuses = 0
         self._entries: dict[tuple, tuple] = {}
+        self._peers: dict[tuple, tuple] = {}
 
     def upstream(self, up, version: int, now: float, clock, fields: str | None = None) -> bytes:
         """``orjson.dumps(filter_fields(upstream(up, version, now, clock), fields))``."""
@@ -219,19 +272,75 @@ class UpstreamBodies:
             self.hits += 1
             return entry[6]
         self.misses += 1
-        obj = render(up, version, now, clock)
+        if fields is None:
+            body, timed = self._joined(render, up, version, now, clock)
+        else:
+            obj = render(up, version, now, clock)
+            timed = False
+            for p in obj["peers"]:
+                if p["state"] in DOWNISH or "downstart" in p:
+                    timed = True
+                    break
+            body = orjson.dumps(filter_fields(obj, fields))
         # read after rendering: reading a peer's state may close an unavail period that ran out
         epoch = up.epoch
-        timed = False
-        for p in obj["peers"]:
-            if p["state"] in DOWNISH or "downstart" in p:
-                timed = True
-                break
-        body = orjson.dumps(filter_fields(obj, fields))
         if len(self._entries) >= self.limit:
             self._entries.clear()
         self._entries[key] = (up, epoch, clock, clock.epoch_ms, clock.offset_ms, now if timed else None, body)
         return body
+
+    def _joined(self, render, up, version: int, now: float, clock) -> tuple[bytes, bool]:
+        """The whole object from its peers' pieces (reused where a peer is unchanged) and the
+        rest encoded afresh; and whether any peer depends on ``now``.
+
+        What is kept for an upstream: the peers (in order), their values as rendered, the sim
+        time each down-ish one was rendered at (None for the others) and their encoded pieces.
+        The values of all peers are read and compared in two C-level passes (``map``); only the
+        peers whose values differ are rendered again. A server removed or added renders the
+        upstream's peers afresh once."""
+        if render is upstream:
+            render_peer, values_of, containers, tail = peer, _peer_values, _CONTAINERS, _upstream_tail
+        else:
+            render_peer, values_of, containers, tail = stream_peer, _stream_peer_values, 0, _stream_upstream_tail
+        pkey = (render, up.name, version)
+        held = self._peers.get(pkey)
+        peers = up.peers
+        current = list(map(values_of, peers))
+        # ``single`` (one primary, no backups) decides whether a peer can be unavailable at all
+        stamp = (up, clock, clock.epoch_ms, clock.offset_ms, up.single)
+        if held is not None and held[0] == stamp and held[1] == peers:
+            _, _, kept, at, pieces = held
+            changed = list(map(ne, current, kept))
+            if at.count(None) != len(at):
+                for i, t in enumerate(at):
+                    if t is not None and t != now:
+                        changed[i] = True
+            kept, at, pieces = kept.copy(), at.copy(), pieces.copy()
+        else:
+            changed = [True] * len(peers)
+            kept, at, pieces = [None] * len(peers), [None] * len(peers), [b""] * len(peers)
+        rendered = 0
+        i = -1
+        while True:
+            try:
+                i = changed.index(True, i + 1)
+            except ValueError:
+                break
+            p = peers[i]
+            obj = render_peer(p, version, now, clock)
+            rendered += 1
+            at[i] = now if obj["state"] in DOWNISH or "downstart" in obj else None
+            # the values after rendering (reading the state may have closed a period); ssl
+            # counters are an object of their own: such a peer is rendered every time
+            kept[i] = _kept_values(values_of(p), containers) if p.ssl is None else None
+            pieces[i] = orjson.dumps(obj)
+        self.peer_renders += rendered
+        self.peer_reuses += len(peers) - rendered
+        if held is None and len(self._peers) >= self.limit:
+            self._peers.clear()
+        self._peers[pkey] = (stamp, list(peers), kept, at, pieces)
+        timed = at.count(None) != len(at)
+        return b'{"peers":[' + b",".join(pieces) + b"]," + orjson.dumps(tail(up))[1:], timed
 
 
 @lru_cache(maxsize=1024)

@@ -9,14 +9,19 @@ is a ratio of at least 0.6.
 
 The model does not move while the benchmark runs, so the API answers from the body it encoded
 for the first request (``api.render.UpstreamBodies``). ``--rerender`` marks the upstream as
-changed before every request, so each one renders the 32 peers afresh: what a poll of an upstream
-under traffic costs.
+changed before every request, so each one rebuilds the body: the values of all 32 peers are
+compared with those their kept pieces were rendered from (none has changed here, so none is
+rendered again), which is the floor of what a poll of an upstream under traffic costs.
 
 ``--with-traffic`` (issue 17) serves the node live instead (``api.live.LiveCluster``, the model
 paced by the wall clock) while the load generator also sends ``--traffic`` (1,000) data-plane
 requests per second through the 32-peer upstream, so its counters change between reads; the
 baseline is the bare app behind the same live server and the same traffic (the node's API app
 replaced by it), so the ratio is the API's own cost. The goal there is at least 0.8.
+
+Each round also prints the server's CPU time per request (from ``/proc``, Linux), and the
+median ratio of those: on a machine shared with other work the rates move with the other
+processes' load far more than the CPU times do.
 
     python benchmarks/api_throughput.py [--seconds 3] [--rounds 3] [--connections 16] [--port 18089]
                                         [--rerender] [--with-traffic [--traffic 1000]]
@@ -229,14 +234,48 @@ def _rate(port: int, connections: int, seconds: float, traffic: float = 0.0) -> 
     return float(out.strip().splitlines()[-1])
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of process ``pid`` so far (Linux's /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Measured(tuple):
+    """One server's measurement: requests per second, and its CPU microseconds per request
+    (None where /proc is not there)."""
+
+    @property
+    def rate(self) -> float:
+        return self[0]
+
+    @property
+    def cpu_us(self) -> float | None:
+        return self[1]
+
+
+def _measured(server: subprocess.Popen, port: int, connections: int, seconds: float, traffic: float) -> Measured:
+    before = _cpu_seconds(server.pid)
+    rate = _rate(port, connections, seconds, traffic)
+    after = _cpu_seconds(server.pid)
+    # rate * seconds: the requests the load generator had answered (its start-up, around the
+    # measured seconds, costs the server next to nothing)
+    cpu = None if before is None or after is None or rate <= 0 else 1e6 * (after - before) / (rate * seconds)
+    return Measured((rate, cpu))
+
+
 def measure(api_kind: str, port: int, connections: int, seconds: float, rounds: int, bare_kind: str = "bare",
-            traffic: float = 0.0) -> list[tuple[float, float]]:
-    """``rounds`` pairs of (API, bare) requests per second, measured one right after the other.
+            traffic: float = 0.0) -> list[tuple[Measured, Measured]]:
+    """``rounds`` pairs of (API, bare) measurements, taken one right after the other.
 
     Both servers run for the whole measurement (each idle while the other is measured), so the
     two rates of a pair see the same machine: on a shared machine the load of other processes
     changes from one second to the next, and a ratio of rates taken minutes apart says more
-    about that than about the API. The order alternates from round to round.
+    about that than about the API. The order alternates from round to round. Each measurement
+    also has the server's CPU time per request, which the load of other processes changes far
+    less than the rate (on a quiet machine the server is the bottleneck and the two ratios agree).
     """
     servers = [_start(api_kind, port), _start(bare_kind, port + 1)]
     try:
@@ -247,11 +286,11 @@ def measure(api_kind: str, port: int, connections: int, seconds: float, rounds: 
         pairs = []
         for r in range(rounds):
             if r % 2 == 0:
-                api = _rate(port, connections, seconds, traffic)
-                bare = _rate(port + 1, connections, seconds, traffic)
+                api = _measured(servers[0], port, connections, seconds, traffic)
+                bare = _measured(servers[1], port + 1, connections, seconds, traffic)
             else:
-                bare = _rate(port + 1, connections, seconds, traffic)
-                api = _rate(port, connections, seconds, traffic)
+                bare = _measured(servers[1], port + 1, connections, seconds, traffic)
+                api = _measured(servers[0], port, connections, seconds, traffic)
             pairs.append((api, bare))
         return pairs
     finally:
@@ -293,12 +332,19 @@ def main() -> None:
     print(f"load generator: {generator}, {args.connections} connections, {args.rounds} rounds of "
           f"{args.seconds:g} s each, GET {PATH}")
     for api, bare in pairs:
-        print(f"  API {api:10.1f} req/s   bare {bare:10.1f} req/s   ratio {api / bare:.2f}")
-    ratios = sorted(api / bare for api, bare in pairs)
-    print(f"clustersim API ({PEERS} peers, {label}): {statistics.median(a for a, _ in pairs):10.1f} req/s (median)")
-    print(f"bare ASGI, same bytes: {statistics.median(b for _, b in pairs):10.1f} req/s (median)")
+        cpu = ""
+        if api.cpu_us is not None and bare.cpu_us is not None:
+            cpu = f"   server CPU/request API {api.cpu_us:6.1f} us  bare {bare.cpu_us:6.1f} us"
+        print(f"  API {api.rate:10.1f} req/s   bare {bare.rate:10.1f} req/s   ratio {api.rate / bare.rate:.2f}{cpu}")
+    ratios = sorted(api.rate / bare.rate for api, bare in pairs)
+    print(f"clustersim API ({PEERS} peers, {label}): {statistics.median(a.rate for a, _ in pairs):10.1f} req/s "
+          "(median)")
+    print(f"bare ASGI, same bytes: {statistics.median(b.rate for _, b in pairs):10.1f} req/s (median)")
     print(f"ratio: {statistics.median(ratios):.2f} (median of the rounds; goal >= {goal})")
-
+    if all(a.cpu_us is not None and b.cpu_us is not None for a, b in pairs):
+        cpu_ratios = [b.cpu_us / a.cpu_us for a, b in pairs if a.cpu_us]
+        print(f"CPU ratio (bare's server CPU per request / the API's): {statistics.median(cpu_ratios):.2f} "
+              "(median; what the rate ratio is on a quiet machine)")
 
 if __name__ == "__main__":
     main()
