@@ -13,10 +13,12 @@ touches it (see DESIGN.md section 4). The parts:
 * :mod:`api.live.http`: the HTTP/1.1 wire on asyncio protocols, parsed by httptools (llhttp):
   keep-alive, pipelining, ``Content-Length`` and chunked bodies read piece by piece, ``Expect:
   100-continue``, and nginx's timeouts. One TCP connection is one client connection of the node
-  (:meth:`sim.node.node.Node.open_conn`).
+  (:meth:`sim.node.node.Node.open_conn`); a request is an :class:`api.live.request.HttpRequest`.
+  A request that ends on the wire (refused, timed out, its client gone) is counted in the node
+  by :func:`sim.node.refused.refuse`, as nginx logs it.
 * :mod:`api.live.rules`: nginx's rules for a request's head around the parser (the header
-  buffers, the URI as locations see it, ``Host``); :mod:`api.live.pages`: nginx's status lines
-  and error pages.
+  buffers, the request line's methods and bare LF, the URI as locations see it, ``Host``);
+  :mod:`api.live.pages`: nginx's status lines and error pages.
 * :mod:`api.live.asgi`: one request through an ASGI app (a node's API app, the control app).
 * :mod:`api.live.frontend`: the data plane of one node. Each request is handed to the pacer,
   which injects it at ``env.now`` right after advancing the clock, through

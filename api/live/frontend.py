@@ -18,6 +18,7 @@ from api.live.listen import Binding
 from api.live.pages import error_page
 from sim.conf.config import ClientConf
 from sim.http.routing import _name_matches
+from sim.node.refused import refuse
 
 _DEFAULT_CLIENT = ClientConf()
 
@@ -117,6 +118,15 @@ class NodeFrontend:
         si = self.node.routes.router.server_for("", binding.port, address)
         return http.servers[si].client if si is not None else _DEFAULT_CLIENT
 
+    def host_conf(self, proto, host: str) -> ClientConf | None:
+        """The settings of the server ``host`` chooses on the binding (None without http)."""
+        http = self.node.conf.http
+        binding = proto.binding
+        if http is None or binding is None:
+            return None
+        si = self.node.routes.router.server_for(host, binding.port, self._listen_address(binding, host))
+        return http.servers[si].client if si is not None else None
+
     def admit(self, proto, req: HttpRequest) -> int | None:
         """At the end of a head: the location's settings, and 413 when the declared body is
         larger than its ``client_max_body_size`` (nginx decides it before reading the body)."""
@@ -145,8 +155,32 @@ class NodeFrontend:
     def dropped(self, proto, status: int, why: str) -> None:
         self.dropped_by[why] = self.dropped_by.get(why, 0) + 1
 
-    def refused_request(self, proto, status: int) -> None:
-        self.refused[status] = self.refused.get(status, 0) + 1
+    def ended_on_wire(self, proto, status: int, why: str, host: str | None, path: str | None, bytes_in: int,
+                bytes_out: int) -> None:
+        """A request that ended on the wire (refused, timed out, or its client gone) never
+        reached :meth:`Node.handle`; it is counted as nginx logs it (:func:`sim.node.refused.refuse`): in the
+        server block ``host`` chose (the default server of the address and port without one)
+        and, once ``path`` says its location was chosen, in that location's zone."""
+        if why == "refused":
+            self.refused[status] = self.refused.get(status, 0) + 1
+        node = self.node
+        st = proto.state
+        http = node.conf.http
+        binding = proto.binding
+        if st is None or st[1] != node.incarnation or http is None or binding is None:
+            return
+        router = node.routes.router
+        if host is None:
+            addrs = binding.config_addresses
+            si = router.server_for("", binding.port, next(iter(addrs)) if len(addrs) == 1 else None)
+        else:
+            si = router.server_for(host, binding.port, self._listen_address(binding, host))
+        zone = None
+        if si is not None and path is not None:
+            loc = router.location_for(si, path)
+            if loc is not None:
+                zone = loc.status_zone or None
+        refuse(node, st[0], si, status, bytes_in, bytes_out, zone)
 
     # --- requests ------------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ import socket
 
 import httptools
 
-from api.live.pages import CLOSES, SERVER_HEADER, error_page, http_date, status_line
-from api.live.rules import HeadBudget, HeadTooLarge, normalize_path, valid_host
+from api.live.pages import CLOSES, SERVER_HEADER, error_page, http_date, status_line, wire_status
+from api.live.request import HttpRequest
+from api.live.rules import HeadBudget, HeadTooLarge, RequestLine, absolute_host, normalize_path, valid_host
 from sim.conf.config import ClientConf
 
 _FILL = b"x" * 65536
@@ -33,46 +34,6 @@ _UNIQUE = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect"
                      b"authorization", b"proxy-authorization"})
 
 _HEAD, _BODY, _WAIT, _LINGER, _CLOSED = range(5)
-
-
-class HttpRequest:
-    """One request as read from the wire; the handler answers it with :meth:`HttpConnection.respond`."""
-
-    __slots__ = ("method", "target", "version", "headers", "body", "nbytes", "keep_alive", "host", "t_in",
-                 "sim", "path", "args", "length", "chunked", "expect", "keep", "received", "conf", "refuse")
-
-    def __init__(self, method: str, target: str, version: str, headers: list, keep_alive: bool):
-        self.method = method
-        self.target = target  # as sent
-        self.version = version
-        self.headers = headers  # list of (lower-case name, value) as bytes
-        self.body = b""
-        self.nbytes = 0  # bytes of the request on the wire (head and body)
-        self.keep_alive = keep_alive
-        self.host: str | None = None  # validated, lower case, without port
-        self.t_in = 0.0
-        self.sim = None  # the model's Request while it is in flight
-        self.path = "/"  # the normalized path locations are matched against
-        self.args: str | None = None
-        self.length: int | None = None  # Content-Length
-        self.chunked = False
-        self.expect = False  # Expect: 100-continue
-        self.keep = 0  # body bytes the handler wants kept (the rest is only counted)
-        self.received = 0  # body bytes read
-        self.conf: ClientConf | None = None  # the location's client settings, once known
-        self.refuse: tuple | None = None  # what the handler answers instead of reading the body
-
-    @property
-    def uri(self) -> str:
-        """The normalized URI the model routes (path, and arguments as sent)."""
-        path = self.path.replace("?", "%3F") if "?" in self.path else self.path
-        return path if self.args is None else f"{path}?{self.args}"
-
-    def header(self, name: bytes) -> bytes | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
 
 
 class _Refuse(Exception):
@@ -91,7 +52,10 @@ class HttpConnection(asyncio.Protocol):
     None or an error status to answer at once, with nginx's page or, when it sets ``req.refuse``
     to ``(status, headers, body)``, that answer) and ``wall(ms)`` (seconds of wall time for ``ms``
     of simulated time); ``dropped(proto, status, why)`` is told of connections nginx closes
-    without an answer (408). ``handler`` may be None for a connection only used to write.
+    without an answer (408), and ``ended_on_wire(proto, status, why, host, path, bytes_in, bytes_out)``
+    (optional) of every request that ended on the wire without reaching ``request`` (refused,
+    timed out, or its client gone; see :meth:`_note_refused`). ``handler`` may be None for a
+    connection only used to write.
     """
 
     def __init__(self, handler, binding=None):
@@ -114,6 +78,8 @@ class HttpConnection(asyncio.Protocol):
         self._url = bytearray()
         self._headers: list = []
         self._seen: set = set()
+        self._host: str | None = None  # the Host header's host, once its line was read
+        self._line = RequestLine()  # nginx's methods and bare LF on the request line, for llhttp
         self._msg_bytes = 0
         self._done = False
         self._refused = 0
@@ -149,6 +115,10 @@ class HttpConnection(asyncio.Protocol):
             self._set_timer(self.conf.header_timeout_ms, self._header_timeout)
 
     def connection_lost(self, exc) -> None:
+        if not self.closed and (self.phase == _BODY or (self.phase == _HEAD and self._msg_bytes)):
+            # the client went away in the middle of a request: nginx logs it as a 400 it could
+            # not send ("client prematurely closed connection")
+            self._note_refused(400, "client closed", self._req, 0)
         self.closed = True
         self.phase = _CLOSED
         self._cancel_timer()
@@ -202,8 +172,13 @@ class HttpConnection(asyncio.Protocol):
                     try:
                         end = self.budget.feed(buf, pos)
                     except HeadTooLarge as e:
-                        if self._parse(pos, e.at):
-                            self.fail(self._too_large_status(e.status), unread=True)
+                        limits = self.budget.large_number, self.budget.large_size
+                        if not self._parse(pos, e.at):
+                            return
+                        pos = e.at
+                        if limits != (self.budget.large_number, self.budget.large_size):
+                            continue  # the Host line, parsed up to here, chose other buffers
+                        self.fail(self._too_large_status(e.status), unread=True)
                         return
                     stop = len(buf) if end < 0 else end
                     if not self._parse(pos, stop):
@@ -236,8 +211,12 @@ class HttpConnection(asyncio.Protocol):
         if stop <= start:
             return True
         self._msg_bytes += stop - start
+        line = self._line
         try:
-            self.parser.feed_data(memoryview(self.buf)[start:stop])
+            if line.line_done:
+                self.parser.feed_data(memoryview(self.buf)[start:stop])
+            else:
+                self.parser.feed_data(line.feed(bytes(self.buf[start:stop])))
         except httptools.HttpParserUpgrade:
             self._upgrade = True  # not a protocol nginx switches to here: answered as a request
         except httptools.HttpParserError:
@@ -262,6 +241,7 @@ class HttpConnection(asyncio.Protocol):
         self._url.clear()
         self._headers = []
         self._seen = set()
+        self._host = None
         self._done = False
 
     def on_url(self, url: bytes) -> None:
@@ -274,6 +254,14 @@ class HttpConnection(asyncio.Protocol):
                 self._refused = 400  # nginx: "client sent duplicate header line"
                 raise _Refuse(400)
             self._seen.add(k)
+            if k == b"host":
+                # nginx picks the name-based server as soon as it has read this line, and takes
+                # large header buffers from it from then on
+                self._host = valid_host(value.decode("latin-1"))
+                named = getattr(self.handler, "host_conf", None)
+                conf = named(self, self._host) if named is not None and self._host is not None else None
+                if conf is not None:
+                    self.budget.use_large_buffers(conf.large_header_buffers)
         self._headers.append((k, value))
 
     def on_headers_complete(self) -> None:
@@ -307,7 +295,7 @@ class HttpConnection(asyncio.Protocol):
         major = version.split(".", 1)[0]
         if major != "1":
             return 505 if major.isdigit() and int(major) > 1 else 400
-        method = p.get_method().decode("latin-1")
+        method = self._line.method or p.get_method().decode("latin-1")
         req = HttpRequest(method, target, "HTTP/" + version, self._headers, p.should_keep_alive())
         self._req = req
         merge = self.conf.merge_slashes
@@ -380,6 +368,7 @@ class HttpConnection(asyncio.Protocol):
         self._cancel_timer()
         req.nbytes = self._msg_bytes
         self._msg_bytes = 0
+        self._line.reset()
         self.budget.reset()
         if self._upgrade:
             req.keep_alive = False
@@ -391,10 +380,11 @@ class HttpConnection(asyncio.Protocol):
     # --- answering -------------------------------------------------------------------------------
 
     def respond(self, status: int, headers: list[tuple[str, str]], body=b"", *, length: int | None = None,
-                keep_alive: bool = True) -> None:
-        """Write a response: ``body`` bytes, or ``length`` filler bytes when ``body`` is None."""
+                keep_alive: bool = True) -> int:
+        """Write a response: ``body`` bytes, or ``length`` filler bytes when ``body`` is None;
+        returns the bytes written (head and body)."""
         if self.closed:
-            return
+            return 0
         req = self.current
         conf = (req.conf if req is not None else None) or self.conf
         keep = (keep_alive and (req is None or req.keep_alive) and conf.keepalive_timeout_ms > 0
@@ -415,11 +405,13 @@ class HttpConnection(asyncio.Protocol):
             head.append("Connection: close\r\n\r\n")
         t = self.transport
         data = "".join(head).encode("latin-1")
+        written = len(data)
         if not no_body and (req is None or req.method != "HEAD"):
             # one write (one send) for the head and a body that is not large
             if body is None and n <= len(_FILL):
                 body, n = _FILL[:n], 0
             if body is not None:
+                written += len(body)
                 if len(body) <= 65536:
                     data += body
                 else:
@@ -427,6 +419,7 @@ class HttpConnection(asyncio.Protocol):
                     data = body
             else:
                 t.write(data)
+                written += n
                 while n > 0:
                     k = min(n, len(_FILL))
                     t.write(_FILL[:k])
@@ -438,7 +431,7 @@ class HttpConnection(asyncio.Protocol):
         self.busy = False
         if not keep:
             self.close()
-            return
+            return written
         self.phase = _HEAD
         if self._paused:
             self._paused = False
@@ -448,6 +441,7 @@ class HttpConnection(asyncio.Protocol):
             self._advance()
         else:
             self._set_timer(conf.keepalive_timeout_ms, self._keepalive_over)
+        return written
 
     def respond_error(self, status: int, headers: list[tuple[str, str]] | None = None) -> None:
         """An error nginx answers itself, with its page (and the connection closed after the
@@ -471,10 +465,24 @@ class HttpConnection(asyncio.Protocol):
             unread = unread or req.chunked or (req.length or 0) > req.received
         self._linger = unread
         self.current = req
-        note = getattr(self.handler, "refused_request", None)
-        if note is not None:
-            note(self, status)
-        self.respond(answer[0], answer[1], answer[2], keep_alive=False)
+        nbytes = self._msg_bytes
+        sent = self.respond(answer[0], answer[1], answer[2], keep_alive=False)
+        self._note_refused(answer[0], "refused", req, sent, nbytes)
+
+    def _note_refused(self, status: int, why: str, req: HttpRequest | None, sent: int,
+                      nbytes: int | None = None) -> None:
+        """Tell the handler of a request that ended on the wire: ``ended_on_wire(proto, status, why,
+        host, path, bytes_in, bytes_out)`` with the status as sent (494 is a 400), the host
+        that chose its server (None: the default server), the normalized path once the head was
+        accepted (its location was chosen), and the bytes read of it and written for it."""
+        note = getattr(self.handler, "ended_on_wire", None)
+        if note is None:
+            return
+        if req is not None:
+            host, path = req.host, (req.path if req.conf is not None else None)
+        else:
+            host, path = absolute_host(self._url) or self._host, None
+        note(self, wire_status(status), why, host, path, self._msg_bytes if nbytes is None else nbytes, sent)
 
     def close(self) -> None:
         """Close after what was written; with unread input, nginx's lingering close."""
@@ -565,7 +573,10 @@ class HttpConnection(asyncio.Protocol):
             self.transport.close()
 
     def _drop(self, status: int, why: str) -> None:
-        """nginx closes the connection without an answer and logs ``status`` (408)."""
+        """nginx closes the connection without an answer and logs ``status`` (408); a
+        connection that timed out before any byte of a request came had no request."""
+        if self.phase == _BODY or self._msg_bytes:
+            self._note_refused(status, why, self._req, 0)
         self.closed = True
         self.phase = _CLOSED
         dropped = getattr(self.handler, "dropped", None)

@@ -13,6 +13,8 @@ The parser says what a request means; these say what nginx accepts:
   ``.`` and ``..`` segments resolved and, with ``merge_slashes on``, runs of slashes made one.
   A ``..`` above the root, a bad escape or an encoded NUL make the request invalid (400).
 * :func:`valid_host`: the ``Host`` header (or the request line's host) as nginx validates it.
+* :class:`RequestLine`: the two places where llhttp is stricter than nginx about the request
+  line, smoothed over before the parser sees it (see the class).
 """
 
 from __future__ import annotations
@@ -32,15 +34,21 @@ class HeadTooLarge(Exception):
 class HeadBudget:
     """The header buffers of one request, as nginx fills them (see the module docstring)."""
 
-    __slots__ = ("first", "large_number", "large_size", "cap", "used", "line", "line_start", "busy",
-                 "request_line", "lines", "prev")
+    __slots__ = ("first", "default_large", "large_number", "large_size", "cap", "used", "line", "line_start",
+                 "busy", "request_line", "lines", "prev")
 
     def __init__(self, conf: ClientConf):
         self.first = conf.header_buffer_size
-        self.large_number, self.large_size = conf.large_header_buffers
+        self.default_large = conf.large_header_buffers
         self.reset()
 
+    def use_large_buffers(self, large: tuple[int, int]) -> None:
+        """From now on in this head, large buffers are ``(number, size)``: nginx takes them from
+        the server ``Host`` chose once it has read that line (the buffers already taken stay)."""
+        self.large_number, self.large_size = large
+
     def reset(self) -> None:
+        self.large_number, self.large_size = self.default_large  # the default server's
         self.cap = self.first  # the buffer being filled
         self.used = 0  # bytes in it
         self.line = 0  # bytes of the line being read (in that buffer)
@@ -98,6 +106,81 @@ class HeadBudget:
             self.lines += 1
             self.request_line = False
         return -1
+
+
+# ---------------------------------------------------------------------------------------------
+# the request line
+
+#: Methods llhttp is handed as they are; any other method token nginx takes reaches it as GET.
+PARSER_METHODS = frozenset((b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE",
+                            b"CONNECT"))
+_METHOD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
+_MAX_METHOD = 64
+
+
+class RequestLine:
+    """Where nginx's request line is wider than llhttp's, before the bytes reach the parser.
+
+    * **Methods.** nginx takes any method made of upper-case letters, ``_`` and ``-`` (an
+      unknown one is then for the location to answer: ``return`` and ``proxy_pass`` take it,
+      a static file gets 405); llhttp knows a fixed list and refuses the rest. The method token
+      is therefore held until its space arrives, and a valid token outside
+      :data:`PARSER_METHODS` is handed to llhttp as ``GET``, which parses the rest of the
+      request the same way (llhttp decides a request's body by its headers, whatever the
+      method); :attr:`method` keeps the token as sent. A token nginx would refuse is passed
+      through for llhttp to refuse (400, as nginx). Only the method is looked at: the rest of
+      the line is llhttp's to parse.
+    * **A bare LF** ending the request line (``GET / HTTP/1.1\\n``): nginx takes it, llhttp's
+      leniency for a missing CR does not cover that line, so the CR is added. After the
+      request line, llhttp's ``lenient_optional_cr_before_lf`` does the same for the headers.
+
+    :meth:`feed` takes the bytes of one request, as they come, and returns what to give the
+    parser; :meth:`reset` starts the next request.
+    """
+
+    __slots__ = ("held", "line_done", "last_cr", "method")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.held: bytes | None = b""  # the method token so far; None once it has been passed on
+        self.line_done = False
+        self.last_cr = False
+        self.method: str | None = None  # the method as sent, when llhttp was handed GET for it
+
+    def feed(self, data: bytes) -> bytes:
+        if self.line_done:
+            return data
+        out = b""
+        i, n = 0, len(data)
+        if self.held is not None:
+            if not self.held:
+                while i < n and data[i] in (13, 10):  # empty lines before the request line
+                    i += 1
+                out, data, i, n = data[:i], data[i:], 0, n - i
+            j = data.find(b" ")
+            token = self.held + (data if j < 0 else data[:j])
+            valid = len(token) <= _MAX_METHOD and all(c in _METHOD_BYTES for c in token)
+            if valid and j < 0:
+                self.held = token  # the method goes on in the next bytes
+                return out
+            self.held = None
+            if valid and token not in PARSER_METHODS:
+                self.method = token.decode("ascii")
+                token = b"GET"
+            out += token
+            if j < 0:
+                return out
+            data, i, n = data[j:], 0, n - j
+        k = data.find(b"\n", i)
+        if k < 0:
+            if n:
+                self.last_cr = data[n - 1] == 13
+            return out + data
+        cr = data[k - 1] == 13 if k > 0 else self.last_cr
+        self.line_done = True
+        return out + data[:k] + (b"\n" if cr else b"\r\n") + data[k + 1:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,3 +287,15 @@ def valid_host(host: str) -> str | None:
     if not name:
         return None
     return name.lower()
+
+
+def absolute_host(target: bytes | bytearray) -> str | None:
+    """The host of an absolute-form request target (``http://host/...``), which nginx takes over
+    ``Host``; None for any other target or an invalid host."""
+    url = bytes(target[:300])
+    if not url.lower().startswith((b"http://", b"https://")):
+        return None
+    rest = url.split(b"://", 1)[1]
+    for sep in (b"/", b"?"):
+        rest = rest.split(sep, 1)[0]
+    return valid_host(rest.decode("latin-1"))
