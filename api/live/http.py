@@ -26,8 +26,6 @@ from sim.conf.config import ClientConf
 _FILL = b"x" * 65536
 #: Bytes of pipelined requests held while one is answered, before the socket stops being read.
 PIPELINE_HOLD = 256 * 1024
-LINGERING_TIME_MS = 30_000  # nginx's lingering_time and lingering_timeout defaults
-LINGERING_TIMEOUT_MS = 5_000
 #: Request headers nginx takes once (a second one is a 400).
 _UNIQUE = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect", b"if-modified-since",
                      b"if-unmodified-since", b"if-match", b"if-none-match", b"if-range", b"content-range",
@@ -130,7 +128,7 @@ class HttpConnection(asyncio.Protocol):
         phase = self.phase
         if phase == _LINGER:  # read and thrown away, until a pause or lingering_time
             left = self._linger_end - self._now()
-            self._set_timer_wall(min(self.handler_wall(LINGERING_TIMEOUT_MS), max(left, 0.0)), self._linger_over)
+            self._set_timer_wall(min(self.handler_wall(self.conf.lingering_timeout_ms), max(left, 0.0)), self._linger_over)
             return
         if self.closed:
             return
@@ -243,6 +241,7 @@ class HttpConnection(asyncio.Protocol):
         self._seen = set()
         self._host = None
         self._done = False
+        self._max_headers = self.conf.max_headers  # the default server's, until Host names one
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -262,7 +261,11 @@ class HttpConnection(asyncio.Protocol):
                 conf = named(self, self._host) if named is not None and self._host is not None else None
                 if conf is not None:
                     self.budget.use_large_buffers(conf.large_header_buffers)
+                    self._max_headers = conf.max_headers
         self._headers.append((k, value))
+        if len(self._headers) > self._max_headers:
+            self._refused = 494  # nginx: "client sent too many header lines"
+            raise _Refuse(494)
 
     def on_headers_complete(self) -> None:
         status = self._check_head()
@@ -490,12 +493,12 @@ class HttpConnection(asyncio.Protocol):
             return
         self._cancel_timer()
         t = self.transport
-        if self._linger and t.can_write_eof():
+        if self.conf.lingering_close in ("always", "on" if self._linger else "always") and t.can_write_eof():
             self.buf.clear()
             self.phase = _LINGER
-            self._linger_end = self._now() + self.handler_wall(LINGERING_TIME_MS)
+            self._linger_end = self._now() + self.handler_wall(self.conf.lingering_time_ms)
             t.write_eof()
-            self._set_timer(LINGERING_TIMEOUT_MS, self._linger_over)
+            self._set_timer(self.conf.lingering_timeout_ms, self._linger_over)
             return
         self.closed = True
         self.phase = _CLOSED

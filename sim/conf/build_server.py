@@ -57,7 +57,7 @@ _HTTP_TIMES = (
 _CLIENT_DIRECTIVES = frozenset({
     "client_header_buffer_size", "large_client_header_buffers", "client_max_body_size",
     "client_header_timeout", "client_body_timeout", "keepalive_timeout", "keepalive_requests",
-    "merge_slashes",
+    "merge_slashes", "max_headers", "lingering_close", "lingering_time", "lingering_timeout",
 })  # fmt: skip
 _HTTP_FLAGS = (
     "proxy_cache_revalidate", "proxy_cache_lock", "proxy_cache_background_update",
@@ -134,8 +134,14 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
                     raise ConfigError(f'invalid value "{a[1]}"', c.where)
                 scope.set(c, header // 1000, key="keepalive_header")
             scope.set(c, _time_arg(c))
-        elif d == "keepalive_requests":
+        elif d in ("keepalive_requests", "max_headers"):
             scope.set(c, _num_arg(c))
+        elif d in ("lingering_time", "lingering_timeout"):
+            scope.set(c, _time_arg(c))
+        elif d == "lingering_close":
+            if a[0] not in ("on", "off", "always"):
+                raise ConfigError(f'invalid value "{a[0]}" in "lingering_close" directive', c.where)
+            scope.set(c, a[0])
         else:  # merge_slashes
             scope.set(c, _flag_arg(c))
 
@@ -151,6 +157,10 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             keepalive_header_s=s.get("keepalive_header", default.keepalive_header_s),
             keepalive_requests=s.get("keepalive_requests", default.keepalive_requests),
             merge_slashes=s.get("merge_slashes", default.merge_slashes),
+            max_headers=s.get("max_headers", default.max_headers),
+            lingering_close=s.get("lingering_close", default.lingering_close),
+            lingering_time_ms=s.get("lingering_time", default.lingering_time_ms),
+            lingering_timeout_ms=s.get("lingering_timeout", default.lingering_timeout_ms),
         )
 
     def bitmask(self, c: _Stmt, allowed: tuple[str, ...]) -> tuple[str, ...]:

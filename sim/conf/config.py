@@ -304,6 +304,10 @@ class ClientConf:
     keepalive_header_s: int | None = None  # keepalive_timeout's second value ("Keep-Alive: timeout=N")
     keepalive_requests: int = 1000
     merge_slashes: bool = True
+    max_headers: int = 1000  # max_headers (nginx 1.29.8): more header lines are a 494
+    lingering_close: str = "on"  # lingering_close on | off | always
+    lingering_time_ms: int = 30_000  # lingering_time
+    lingering_timeout_ms: int = 5_000  # lingering_timeout
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,14 @@ import os
 import re
 from pathlib import Path
 
-from crossplane.analyzer import analyze, enter_block_ctx
+from crossplane.analyzer import (
+    DIRECTIVES,
+    NGX_CONF_TAKE1,
+    NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_SRV_CONF,
+    analyze,
+    enter_block_ctx,
+)
 from crossplane.errors import NgxParserBaseException
 from crossplane.lexer import _balance_braces, _lex_file_object
 
@@ -26,6 +33,10 @@ from sim.conf.build_http import _HttpBuilder
 from sim.conf.build_stream import _StreamBuilder
 from sim.conf.config import ConfigError, NginxConf, Where
 from sim.conf.directives import _FREEFORM_BLOCKS, _parse_int, _Stmt
+
+# directives newer than crossplane's table: where nginx allows them, and how many arguments
+# (crossplane's own register_external_directives still calls dict.iteritems)
+DIRECTIVES.setdefault("max_headers", [NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_CONF_TAKE1])
 
 # =============================================================================================
 # Reading: crossplane's lexer and directive table, driven by a loop of our own
