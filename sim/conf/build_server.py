@@ -54,11 +54,16 @@ _HTTP_TIMES = (
     "proxy_connect_timeout", "proxy_read_timeout", "proxy_send_timeout",
     "proxy_next_upstream_timeout", "proxy_cache_lock_timeout", "proxy_cache_lock_age",
 )  # fmt: skip
-_CLIENT_DIRECTIVES = frozenset({
-    "client_header_buffer_size", "large_client_header_buffers", "client_max_body_size",
-    "client_header_timeout", "client_body_timeout", "keepalive_timeout", "keepalive_requests",
-    "merge_slashes", "max_headers", "lingering_close", "lingering_time", "lingering_timeout",
-})  # fmt: skip
+#: scope key (the directive, or a value one sets) -> its ClientConf field
+_CLIENT_FIELDS = {
+    "client_header_buffer_size": "header_buffer_size", "large_client_header_buffers": "large_header_buffers",
+    "client_header_timeout": "header_timeout_ms", "client_body_timeout": "body_timeout_ms",
+    "client_max_body_size": "max_body_size", "keepalive_timeout": "keepalive_timeout_ms",
+    "keepalive_header": "keepalive_header_s", "keepalive_requests": "keepalive_requests",
+    "merge_slashes": "merge_slashes", "max_headers": "max_headers", "lingering_close": "lingering_close",
+    "lingering_time": "lingering_time_ms", "lingering_timeout": "lingering_timeout_ms",
+}  # fmt: skip
+_CLIENT_DIRECTIVES = frozenset(_CLIENT_FIELDS) - {"keepalive_header"}  # set by keepalive_timeout
 _HTTP_FLAGS = (
     "proxy_cache_revalidate", "proxy_cache_lock", "proxy_cache_background_update",
     "limit_req_dry_run", "limit_conn_dry_run", "proxy_intercept_errors", "recursive_error_pages",
@@ -125,7 +130,7 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             if not number or not size:
                 raise ConfigError(f'invalid value "{a[0] if not number else a[1]}"', c.where)
             scope.set(c, (number, size))
-        elif d in ("client_header_timeout", "client_body_timeout"):
+        elif d in ("client_header_timeout", "client_body_timeout", "lingering_time", "lingering_timeout"):
             scope.set(c, _time_arg(c))
         elif d == "keepalive_timeout":
             if len(a) > 1:
@@ -136,8 +141,6 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
             scope.set(c, _time_arg(c))
         elif d in ("keepalive_requests", "max_headers"):
             scope.set(c, _num_arg(c))
-        elif d in ("lingering_time", "lingering_timeout"):
-            scope.set(c, _time_arg(c))
         elif d == "lingering_close":
             if a[0] not in ("on", "off", "always"):
                 raise ConfigError(f'invalid value "{a[0]}" in "lingering_close" directive', c.where)
@@ -147,21 +150,7 @@ class _ServerBuilder(_ZonesBuilder, _UpstreamBuilder):
 
     def client_conf(self, s: _Scope) -> ClientConf:
         default = ClientConf()
-        return ClientConf(
-            header_buffer_size=s.get("client_header_buffer_size", default.header_buffer_size),
-            large_header_buffers=s.get("large_client_header_buffers", default.large_header_buffers),
-            header_timeout_ms=s.get("client_header_timeout", default.header_timeout_ms),
-            body_timeout_ms=s.get("client_body_timeout", default.body_timeout_ms),
-            max_body_size=s.get("client_max_body_size", default.max_body_size),
-            keepalive_timeout_ms=s.get("keepalive_timeout", default.keepalive_timeout_ms),
-            keepalive_header_s=s.get("keepalive_header", default.keepalive_header_s),
-            keepalive_requests=s.get("keepalive_requests", default.keepalive_requests),
-            merge_slashes=s.get("merge_slashes", default.merge_slashes),
-            max_headers=s.get("max_headers", default.max_headers),
-            lingering_close=s.get("lingering_close", default.lingering_close),
-            lingering_time_ms=s.get("lingering_time", default.lingering_time_ms),
-            lingering_timeout_ms=s.get("lingering_timeout", default.lingering_timeout_ms),
-        )
+        return ClientConf(**{field: s.get(key, getattr(default, field)) for key, field in _CLIENT_FIELDS.items()})
 
     def bitmask(self, c: _Stmt, allowed: tuple[str, ...]) -> tuple[str, ...]:
         values: list[str] = []
