@@ -27,8 +27,8 @@ MODULES = ("sim.core.eventq", "sim.core.rng", "sim.http.traffic", "sim.zones.sta
            "sim.http.cache_rules", "sim.http.cache_nodes", "sim.node.node", "sim.node.route",
            "sim.node.upstream_cache", "sim.node.variables", "sim.workload.clients",
            "sim.http.proxy", "sim.cluster.backend", "sim.cluster.network",
-           "sim.zones.slabs", "sim.zones.keyval_store", "sim.zones.keyval", "sim.stream.zone_sync",
-           "sim.checks.probe")
+           "sim.zones.slabs", "sim.zones.keyval_entry", "sim.zones.keyval_store", "sim.zones.keyval",
+           "sim.stream.zone_sync", "sim.checks.probe")
 #: Written by setup.py next to this file: ``{module: sha256 of its source}``.
 STAMP = "_compiled.json"
 

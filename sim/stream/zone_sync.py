@@ -12,8 +12,9 @@ Every ``zone_sync_interval`` the node polls its ``sync`` zones (keyval zones of 
 and http ``limit_req`` zones; sticky zones are not synced yet). Each zone's output queue (records
 created or updated locally; repeated updates of one key between polls coalesce in the queue) is
 drained into at most ``zone_sync_buffers`` *number* buffers of *size* bytes; each buffer becomes
-one message: a 12-byte header, the zone name, then records (``wire_bytes`` of
-:class:`sim.zones.keyval.Record` or :class:`sim.zones.limits.LimitReqRecord`). A record bigger than one
+one message: a 12-byte header, the zone name, then records (``wire_bytes`` of a keyval zone's
+:class:`sim.zones.keyval_entry.Pair` or of a :class:`sim.zones.limits.LimitReqRecord`; a keyval
+pair travels with its expiry instant on the sender). A record bigger than one
 buffer is skipped (the zone's ``skipped_records``). The messages go to every connected node, in
 order, and arrive after the link's transfer time. The queue is drained
 only while at least one other node is connected; with none, records wait (``records_pending``
@@ -65,9 +66,12 @@ class SyncMessage:
 
     tag: str
     zone: str
-    records: tuple  # sim.zones.keyval.Record
+    records: tuple  # sim.zones.keyval_entry.Pair, or sim.zones.limits.LimitReqRecord
     size: int
     snapshot: bool = False
+    #: beside each record, when it expires on the sender (sim time; inf: never); () for zones
+    #: whose records do not expire
+    expiries: tuple = ()
 
 
 def message_size(zone: str, records) -> int:
@@ -383,7 +387,8 @@ class ZoneSync:
                 records = zone.drain_pending(room, room)
                 if not records:
                     break
-                out.append(SyncMessage(tag, name, tuple(records), message_size(name, records)))
+                out.append(SyncMessage(tag, name, tuple(records), message_size(name, records), False,
+                                       zone.expiries(records)))
         return out
 
     def _snapshot(self) -> list[SyncMessage]:
@@ -400,12 +405,14 @@ class ZoneSync:
                     self.snapshot_records_skipped += 1
                     continue
                 if n > left:
-                    out.append(SyncMessage(tag, name, tuple(batch), message_size(name, batch), True))
+                    out.append(SyncMessage(tag, name, tuple(batch), room - left + HEADER_BYTES + len(name.encode()),
+                                           True, zone.expiries(batch)))
                     batch, left = [], room
                 batch.append(rec)
                 left -= n
             if batch:
-                out.append(SyncMessage(tag, name, tuple(batch), message_size(name, batch), True))
+                out.append(SyncMessage(tag, name, tuple(batch), message_size(name, batch), True,
+                                       zone.expiries(batch)))
         return out
 
     def _send(self, conn: Connection, messages: list[SyncMessage], link_ok: bool) -> None:
@@ -456,7 +463,7 @@ class ZoneSync:
             if zone is None:
                 continue  # a zone this node does not sync: ignored, as an unknown zone is
             self.records_received += len(m.records)
-            zone.apply_records(m.records, written_at)
+            zone.apply_records(m.records, m.expiries, written_at)
 
 
 __all__ = [

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from sim.zones.keyval_entry import EXPIRE_AT, INDEX, NEVER, Pair, Record
 from sim.zones.keyval_errors import KeyvalFormatError, KeyvalKeyExists, KeyvalKeyNotFound
 from sim.zones.keyval_store import (
     INDEX_NODE,
@@ -38,7 +39,6 @@ from sim.zones.keyval_store import (
     KeyvalStateError,
     KeyvalStore,
     KeyvalZoneFull,
-    Record,
     SlotStats,
     _ip_network,
     allocation_cost,
@@ -136,20 +136,32 @@ class KeyvalZone(KeyvalStore):
     def _alive(self, key: str) -> bool:
         """Whether ``key`` holds a pair that has not expired. Reads use this and free nothing:
         only writes sweep due pairs out of memory (the module's note on expiry)."""
-        rec = self._records.get(key)
-        return rec is not None and rec.live_at(self.env.now)
+        entry = self._entries.get(key)
+        return entry is not None and self.env.now < entry[EXPIRE_AT]
 
     def get(self, key: str | None = None) -> dict[str, str]:
         """All live pairs in insertion order, or ``{key: value}`` for one key (exact match)."""
         if key is None:
             now = self.env.now
-            return {k: r.value for k, r in self._records.items() if r.live_at(now)}
+            # the two tables hold the same keys in the same order (keyval_store)
+            return {p.key: p.value for p, e in zip(self._records.values(), self._entries.values(), strict=True)
+                    if now < e[EXPIRE_AT]}
         if not self._alive(key):
             raise KeyvalKeyNotFound(key)
         return {key: self._records[key].value}
 
     def record(self, key: str) -> Record | None:
-        return self._records[key] if self._alive(key) else None
+        """The live pair of ``key`` (a :class:`Record` view), or None."""
+        if not self._alive(key):
+            return None
+        pair, entry = self._records[key], self._entries[key]
+        exp = entry[EXPIRE_AT]
+        return Record(key, pair.value, pair.timestamp, pair.origin, None if exp == NEVER else exp,
+                      self._size(pair, entry[INDEX]), pair.wire_bytes)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` holds a live pair."""
+        return self._alive(key)
 
     def lookup(self, search_key: str) -> str | None:
         """The value the ``keyval`` variable takes for ``search_key`` under the zone's ``type``.
@@ -293,15 +305,15 @@ class KeyvalZone(KeyvalStore):
 
     # -- zone_sync hooks ------------------------------------------------------------------------
 
-    def drain_pending(self, max_bytes: int, max_record_bytes: int | None = None) -> list[Record]:
-        """Pop queued records in order while their ``wire_bytes`` fit ``max_bytes``.
+    def drain_pending(self, max_bytes: int, max_record_bytes: int | None = None) -> list[Pair]:
+        """Pop queued pairs in order while their ``wire_bytes`` fit ``max_bytes``.
 
         A record bigger than ``max_record_bytes`` (default: the whole budget) could never be
         sent; it leaves the queue and counts in ``skipped_records``. The first record that fits
         in general but not in what is left of the budget stays at the head for the next call.
         """
         limit = max_bytes if max_record_bytes is None else max_record_bytes
-        out: list[Record] = []
+        out: list[Pair] = []
         left = max_bytes
         for key in list(self._pending):
             if not self._alive(key):  # expired before it could be sent: never travels
@@ -358,31 +370,38 @@ class KeyvalZone(KeyvalStore):
         self._changed()
         return "updated" if old is not None else "inserted"
 
-    def apply_records(self, records: tuple[Record, ...], written_at: float) -> int:
-        """Merge the records of one zone_sync message, written by the sender at ``written_at``.
+    def expiries(self, pairs: list[Pair]) -> tuple[float, ...]:
+        """When each of ``pairs`` (held here, as drained or snapshotted) expires, in sim time:
+        what a zone_sync message carries beside them (:data:`NEVER`: no expiry)."""
+        entries = self._entries
+        return tuple([entries[p.key][EXPIRE_AT] for p in pairs])
+
+    def apply_records(self, pairs: tuple[Pair, ...], expiries: tuple[float, ...], written_at: float) -> int:
+        """Merge the pairs of one zone_sync message, written by the sender at ``written_at``,
+        with the sender's expiry instants beside them.
 
         What :meth:`apply_remote` does for each record, done for the whole message at the one
         instant it arrives: expiry is brought up to now once, and the state file (when the zone
-        has one) is written once. Returns how many records changed the zone.
+        has one) is written once. The sender's :class:`Pair` objects are stored as they are.
+        Returns how many records changed the zone.
         """
         now = self.env.now
-        if self._heap and self._heap[0][0] <= now:
+        if self._heap and self._heap[0][EXPIRE_AT] <= now:
             self._expire_due()
         w = self._watch
-        if w is not None and w.heap and w.heap[0][0] <= now:
-            w.expire(self._records, now)
+        if w is not None and w.heap and w.heap[0][EXPIRE_AT] <= now:
+            w.expire(self._entries, self._records, now)
         held = self._records
         pending = self._pending
         check_ip = self.conf.type == "ip"
         timeout = self.conf.timeout_ms
-        default_expiry = None if timeout is None else now + timeout
+        default_expiry = NEVER if timeout is None else now + timeout
         changed = 0
-        for rec in records:
-            key = rec.key
-            timestamp = rec.timestamp
-            origin = rec.origin
-            sent_expiry = rec.expire_at
-            if sent_expiry is None:
+        for i in range(len(pairs)):
+            pair = pairs[i]
+            key = pair.key
+            sent_expiry = expiries[i]
+            if sent_expiry == NEVER:
                 expire_at = default_expiry
             else:
                 expire_in = sent_expiry - written_at
@@ -391,14 +410,14 @@ class KeyvalZone(KeyvalStore):
                     continue
                 expire_at = now + expire_in
             old = held.get(key)
-            if old is not None and (
-                timestamp < old.timestamp or (timestamp == old.timestamp and origin <= old.origin)
-            ):
-                continue
+            if old is not None:
+                timestamp = pair.timestamp
+                if timestamp < old.timestamp or (timestamp == old.timestamp and pair.origin <= old.origin):
+                    continue
             if check_ip and _ip_network(key) is None:
                 continue
             try:
-                self._store_at(key, rec.value, timestamp, origin, expire_at, now)
+                self._store_at(pair, expire_at, now)
             except KeyvalZoneFull:
                 self.records_dropped += 1
                 self.dropped_keys[key] = now
@@ -409,15 +428,16 @@ class KeyvalZone(KeyvalStore):
             self._changed()
         return changed
 
-    def snapshot(self) -> list[Record]:
-        """Every live record, local and received, for a peer that just (re)connected."""
+    def snapshot(self) -> list[Pair]:
+        """Every live pair, local and received, for a peer that just (re)connected."""
         now = self.env.now
-        return [r for r in self._records.values() if r.live_at(now)]
+        return [p for p, e in zip(self._records.values(), self._entries.values(), strict=True) if now < e[EXPIRE_AT]]
 
 
 __all__ = [
     "INDEX_NODE",
     "NODE_OVERHEAD",
+    "NEVER",
     "WIRE_OVERHEAD",
     "KeyvalFormatError",
     "KeyvalKeyExists",
@@ -425,6 +445,7 @@ __all__ = [
     "KeyvalStateError",
     "KeyvalZone",
     "KeyvalZoneFull",
+    "Pair",
     "Record",
     "SlotStats",
     "allocation_cost",

@@ -1,14 +1,14 @@
 """What a keyval zone keeps, apart from the API and zone_sync that act on it.
 
 :class:`KeyvalStore` is the part of :class:`sim.zones.keyval.KeyvalZone` that holds the pairs: the
-:class:`Record` of each key, the slab memory each pair allocates (and :class:`KeyvalZoneFull`
+entry of each key (a tuple, :mod:`sim.zones.keyval_entry`), the slab memory each pair allocates (and :class:`KeyvalZoneFull`
 when the pool has no room), the lookup indexes for ``type=ip`` and ``type=prefix``, the expiry
 heap with its one simpy timer, the ``/slabs/{zone}`` figures, and the ``state=`` file that
 :meth:`KeyvalStore.restart` reads back. :mod:`sim.zones.keyval` re-exports the public names.
 
 A watcher (the replication probe, :mod:`sim.checks.replication`) can attach a :class:`ZoneWatch`:
 it keeps a digest of the zone's *live* pairs (the XOR of a hash of ``(key, value, timestamp,
-origin)`` of each), updated on every store, delete and expiry, and reports each change of a
+origin)`` of each, made once by the writer and carried by the entry), updated on every store, delete and expiry, and reports each change of a
 key's live value to a callback. Comparing two nodes is then comparing two integers, whatever
 the number of keys. A zone without a watch pays one ``is None`` test per change.
 """
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.conf.config import KeyvalZoneConf
+from sim.zones.keyval_entry import EXPIRE_AT, INDEX, KEY, NEVER, NODE, Entry, Pair
 from sim.zones.keyval_errors import KeyvalStateError, KeyvalZoneFull
 from sim.zones.slabs import PAGE_SIZE, SLOT_SIZES, SlabPool, slot_size
 
@@ -56,69 +57,7 @@ class SlotStats:
 
 
 # ---------------------------------------------------------------------------------------------
-# Records
-
-
-class Record:
-    """One pair as stored: written at ``timestamp`` (origin node's clock, ms) by ``origin``.
-
-    ``expire_at`` is sim time (ms) or None for a zone without timeout; ``size`` is the slab
-    memory the pair holds (its slot-rounded allocations). A record is never changed once made:
-    an update stores a new one. (A plain class rather than a frozen dataclass: a node makes one
-    for every record it stores or merges, and a frozen dataclass's constructor costs several
-    times as much, compiled or not.)
-    """
-
-    __slots__ = ("key", "value", "timestamp", "origin", "expire_at", "size", "wire_bytes", "seq", "node",
-                 "index")
-
-    def __init__(self, key: str, value: str, timestamp: float, origin: str, expire_at: float | None,
-                 size: int, wire_bytes: int = 0, seq: int = 0, node: int = -1, index: int = -1) -> None:
-        self.key = key
-        self.value = value
-        self.timestamp = timestamp
-        self.origin = origin
-        self.expire_at = expire_at
-        self.size = size
-        #: bytes this record takes in a zone_sync buffer (worked out once, when it is stored)
-        self.wire_bytes = wire_bytes
-        # The store's own bookkeeping, not part of the pair (equality and hash leave it out):
-        #: which store of its zone made it (expiry heaps name a record by key and seq)
-        self.seq = seq
-        #: slab handles of the pair's node and of its lookup-index node (-1: none)
-        self.node = node
-        self.index = index
-
-    def _fields(self) -> tuple:
-        return (self.key, self.value, self.timestamp, self.origin, self.expire_at, self.size, self.wire_bytes)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Record) and self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return (f"Record(key={self.key!r}, value={self.value!r}, timestamp={self.timestamp!r}, "
-                f"origin={self.origin!r}, expire_at={self.expire_at!r}, size={self.size!r}, "
-                f"wire_bytes={self.wire_bytes!r})")
-
-    def live_at(self, now: float) -> bool:
-        """Whether the pair has not expired at sim time ``now``."""
-        return self.expire_at is None or now < self.expire_at
-
-    def expire_in(self, now: float) -> float | None:
-        """Milliseconds of life left at sim time ``now`` (None: never expires)."""
-        return None if self.expire_at is None else max(0.0, self.expire_at - now)
-
-
-# ---------------------------------------------------------------------------------------------
 # What a watcher sees of the store
-
-
-def record_hash(key: str, value: str, timestamp: float, origin: str) -> int:
-    """The digest term of one pair: equal records on two nodes give equal terms."""
-    return hash((key, value, timestamp, origin))
 
 
 class ZoneWatch:
@@ -136,8 +75,8 @@ class ZoneWatch:
 
     def __init__(self) -> None:
         self.digest = 0
-        #: ``(expire_at, seq, key)`` of the pairs it holds that expire
-        self.heap: list[tuple[float, int, str]] = []
+        #: the entries of the pairs it holds that expire (the zone's heap shares them)
+        self.heap: list[Entry] = []
         self.listeners: list = []
         self.on_change = self._fan_out
 
@@ -156,35 +95,36 @@ class ZoneWatch:
         for listener in self.listeners:
             listener(key, old, new)
 
-    def add(self, rec: Record, now: float) -> str | None:
-        """``rec`` became the key's record: its value if it is live now (it then joins the digest)."""
-        exp = rec.expire_at
-        if exp is not None:
-            if exp <= now:
-                return None
-            heapq.heappush(self.heap, (exp, rec.seq, rec.key))
-        self.digest ^= hash((rec.key, rec.value, rec.timestamp, rec.origin))
-        return rec.value
+    def add(self, pair: Pair, entry: Entry, now: float) -> str | None:
+        """``pair`` became the key's (held as ``entry``): its value if it is live now (it then
+        joins the digest)."""
+        exp = entry[EXPIRE_AT]
+        if exp <= now:
+            return None
+        if exp != NEVER:
+            heapq.heappush(self.heap, entry)
+        self.digest ^= pair.digest
+        return pair.value
 
-    def drop(self, rec: Record, now: float) -> str | None:
-        """``rec`` stopped being the key's record: its value if it was live (it leaves the digest)."""
-        exp = rec.expire_at
-        if exp is not None and exp <= now:
+    def drop(self, pair: Pair, entry: Entry, now: float) -> str | None:
+        """``pair`` stopped being the key's: its value if it was live (it leaves the digest)."""
+        if entry[EXPIRE_AT] <= now:
             return None  # retired already when it expired
-        self.digest ^= hash((rec.key, rec.value, rec.timestamp, rec.origin))
-        return rec.value
+        self.digest ^= pair.digest
+        return pair.value
 
-    def expire(self, records: dict[str, Record], now: float) -> None:
+    def expire(self, entries: dict[str, Entry], records: dict[str, Pair], now: float) -> None:
         """Retire the pairs whose expiry instant has come (each reported as a change to None)."""
         heap = self.heap
-        while heap and heap[0][0] <= now:
-            _, seq, key = heapq.heappop(heap)
-            rec = records.get(key)
-            if rec is not None and rec.seq == seq:
-                self.digest ^= hash((key, rec.value, rec.timestamp, rec.origin))
-                self.on_change(key, rec.value, None)
-        if len(heap) > 2 * len(records) + 64:
-            self.heap = _current(heap, records)
+        while heap and heap[0][EXPIRE_AT] <= now:
+            gone = heapq.heappop(heap)
+            key = gone[KEY]
+            if entries.get(key) is gone:
+                pair = records[key]
+                self.digest ^= pair.digest
+                self.on_change(key, pair.value, None)
+        if len(heap) > 2 * len(entries) + 64:
+            self.heap = _current(heap, entries)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -233,19 +173,22 @@ class KeyvalStore:
         w = self._watch
         if w is not None:  # every live pair is gone: tell the watcher, key by key
             now = self.env.now
-            w.expire(self._records, now)
-            for rec in self._records.values():
-                old = w.drop(rec, now)
+            w.expire(self._entries, self._records, now)
+            for key, pair in self._records.items():
+                old = w.drop(pair, self._entries[key], now)
                 if old is not None:
-                    w.on_change(rec.key, old, None)
+                    w.on_change(key, old, None)
             w.heap = []
         #: The zone's shared memory; ``/slabs/{zone}`` renders ``slab.stats()``.
         self.slab = SlabPool(self.conf.size)
-        self._records: dict[str, Record] = {}
+        #: key -> the pair it holds, and key -> where that pair is on this node (the two always
+        #: hold the same keys, in the same order)
+        self._records: dict[str, Pair] = {}
+        self._entries: dict[str, Entry] = {}
         self._pending: dict[str, None] = {}  # insertion-ordered set
-        #: ``(expire_at, seq, key)`` of every record stored with an expiry (stale ones too)
-        self._heap: list[tuple[float, int, str]] = []
-        self._seq = 0
+        #: every entry stored with an expiry (stale ones too, until popped or compacted)
+        self._heap: list[Entry] = []
+        self._index_cost = allocation_cost(INDEX_NODE) if self.conf.type in ("ip", "prefix") else 0
         self._used_bytes = 0
         self._ip_index: dict[tuple[int, int], dict[int, list[str]]] = {}
         self._ip_plens: dict[int, dict[int, int]] = {4: {}, 6: {}}
@@ -281,8 +224,8 @@ class KeyvalStore:
         if w is None:
             w = ZoneWatch()
             now = self.env.now
-            for rec in self._records.values():
-                w.add(rec, now)
+            for key, pair in self._records.items():
+                w.add(pair, self._entries[key], now)
             self._watch = w
         w.listen(listener)
         return w
@@ -304,14 +247,16 @@ class KeyvalStore:
         w = self._watch
         if w is None:
             return 0
-        if w.heap and w.heap[0][0] <= self.env.now:
-            w.expire(self._records, self.env.now)
+        if w.heap and w.heap[0][EXPIRE_AT] <= self.env.now:
+            w.expire(self._entries, self._records, self.env.now)
         return w.digest
 
     def live_view(self) -> dict[str, str]:
         """``{key: value}`` of the pairs live now (what the watch's digest covers)."""
         now = self.env.now
-        return {k: r.value for k, r in self._records.items() if r.expire_at is None or now < r.expire_at}
+        # the two tables hold the same keys in the same order (see _records)
+        return {p.key: p.value for p, e in zip(self._records.values(), self._entries.values(), strict=True)
+                if now < e[EXPIRE_AT]}
 
     # -- storage --------------------------------------------------------------------------------
 
@@ -319,90 +264,100 @@ class KeyvalStore:
         """Insert or replace a pair; on :class:`KeyvalZoneFull` the zone is left as it was."""
         now = self.env.now
         w = self._watch
-        if w is not None and w.heap and w.heap[0][0] <= now:
-            w.expire(self._records, now)
-        self._store_at(key, value, timestamp, origin, expire_at, now)
+        if w is not None and w.heap and w.heap[0][EXPIRE_AT] <= now:
+            w.expire(self._entries, self._records, now)
+        pair = Pair(key, value, timestamp, origin, WIRE_OVERHEAD + len(key.encode()) + len(value.encode()),
+                    hash((key, value, timestamp, origin)))
+        self._store_at(pair, NEVER if expire_at is None else expire_at, now)
 
-    def _store_at(
-        self, key: str, value: str, timestamp: float, origin: str, expire_at: float | None, now: float
-    ) -> None:
-        """:meth:`_store` at sim time ``now``, the watch already brought up to it."""
+    def _store_at(self, pair: Pair, expire_at: float, now: float) -> None:
+        """:meth:`_store` of a made pair at sim time ``now``, the watch already brought up to it."""
         w = self._watch
-        old = self._records.get(key)
-        data_bytes = len(key.encode()) + len(value.encode())
-        node_bytes = NODE_OVERHEAD + data_bytes
+        key = pair.key
+        entries = self._entries
+        old = entries.get(key)
+        node_bytes = NODE_OVERHEAD + pair.wire_bytes - WIRE_OVERHEAD
         slab = self.slab
+        old_pair: Pair | None = None
         if old is not None:
             # Freed first, so an update may reuse the old pair's memory in a full zone.
-            index = old.index
-            slab.free(old.node)
+            old_pair = self._records[key]
+            index = old[INDEX]
+            slab.free(old[NODE])
             got = slab.alloc(node_bytes)
             if got is None:
-                restored = slab.alloc(self._node_bytes(old))  # the memory just freed
-                assert restored is not None
-                old.node = restored
+                self._restore(old, old_pair, now)
                 raise KeyvalZoneFull(self.conf.name, node_bytes)
             node = got
-            self._used_bytes -= old.size
+            self._used_bytes -= self._size(old_pair, index)
         else:
             got = slab.alloc(node_bytes)
             if got is None:
                 raise KeyvalZoneFull(self.conf.name, node_bytes)
             node = got
             index = -1
-            if self.conf.type in ("ip", "prefix"):
+            if self._index_cost:
                 got = slab.alloc(INDEX_NODE)
                 if got is None:
                     slab.free(node)
                     raise KeyvalZoneFull(self.conf.name, node_bytes + INDEX_NODE)
                 index = got
             self._index_add(key)
-        size = allocation_cost(node_bytes) + (allocation_cost(INDEX_NODE) if index >= 0 else 0)
-        self._seq += 1
-        seq = self._seq
-        rec = Record(key, value, timestamp, origin, expire_at, size, WIRE_OVERHEAD + data_bytes, seq, node, index)
-        self._records[key] = rec
-        self._used_bytes += size
-        entry: tuple[float, int, str] | None = None
-        if expire_at is not None:
-            entry = (expire_at, seq, key)  # one tuple for both heaps: one object fewer to collect
+        entry: Entry = (expire_at, key, node, index)  # one boxed tuple, shared by the table and heaps
+        entries[key] = entry
+        self._records[key] = pair
+        self._used_bytes += allocation_cost(node_bytes) + (self._index_cost if index >= 0 else 0)
+        if expire_at != NEVER:
             heapq.heappush(self._heap, entry)
-            if len(self._heap) > 2 * len(self._records) + 64:
+            if len(self._heap) > 2 * len(entries) + 64:
                 self._compact_heap()
         if w is not None:
-            # ZoneWatch.drop(old) and ZoneWatch.add(rec), inlined: this runs per record applied
+            # ZoneWatch.drop(old) and ZoneWatch.add(pair), inlined: this runs per record applied
             before = None
-            if old is not None and (old.expire_at is None or old.expire_at > now):
-                w.digest ^= hash((key, old.value, old.timestamp, old.origin))
-                before = old.value
-            if expire_at is None or expire_at > now:
-                if entry is not None:
+            value = pair.value
+            if old is not None and old_pair is not None and old[EXPIRE_AT] > now:
+                w.digest ^= old_pair.digest
+                before = old_pair.value
+            if expire_at > now:
+                if expire_at != NEVER:
                     heapq.heappush(w.heap, entry)
-                w.digest ^= hash((key, value, timestamp, origin))
+                w.digest ^= pair.digest
                 if before != value:
                     w.on_change(key, before, value)
             elif before is not None:
                 w.on_change(key, before, None)
 
-    @staticmethod
-    def _node_bytes(rec: Record) -> int:
-        return NODE_OVERHEAD + len(rec.key.encode()) + len(rec.value.encode())
+    def _restore(self, old: Entry, pair: Pair, now: float) -> None:
+        """Give ``pair`` back the memory just freed for its update (which did not fit)."""
+        node = self.slab.alloc(_node_bytes(pair))
+        assert node is not None
+        back: Entry = (old[EXPIRE_AT], old[KEY], node, old[INDEX])
+        self._entries[old[KEY]] = back
+        if back[EXPIRE_AT] != NEVER:  # a new entry: the heaps must name it, not the old one
+            heapq.heappush(self._heap, back)
+            w = self._watch
+            if w is not None and back[EXPIRE_AT] > now:
+                heapq.heappush(w.heap, back)
+
+    def _size(self, pair: Pair, index: int) -> int:
+        """Slab memory ``pair`` holds here (its node, and its index node when it has one)."""
+        return allocation_cost(_node_bytes(pair)) + (self._index_cost if index >= 0 else 0)
 
     def _remove(self, key: str) -> None:
         w = self._watch
         if w is not None:
             now = self.env.now
-            if w.heap and w.heap[0][0] <= now:
-                w.expire(self._records, now)
-            rec = self._records[key]
-            before = w.drop(rec, now)
+            if w.heap and w.heap[0][EXPIRE_AT] <= now:
+                w.expire(self._entries, self._records, now)
+            before = w.drop(self._records[key], self._entries[key], now)
             if before is not None:
                 w.on_change(key, before, None)
-        rec = self._records.pop(key)
-        self.slab.free(rec.node)
-        if rec.index >= 0:
-            self.slab.free(rec.index)
-        self._used_bytes -= rec.size
+        pair = self._records.pop(key)
+        entry = self._entries.pop(key)
+        self.slab.free(entry[NODE])
+        if entry[INDEX] >= 0:
+            self.slab.free(entry[INDEX])
+        self._used_bytes -= self._size(pair, entry[INDEX])
         self._index_remove(key)
         self._pending.pop(key, None)
 
@@ -442,15 +397,14 @@ class KeyvalStore:
     # -- expiry ---------------------------------------------------------------------------------
 
     def _expire_due(self) -> None:
-        heap, now, records = self._heap, self.env.now, self._records
-        while heap and heap[0][0] <= now:
-            _, seq, key = heapq.heappop(heap)
-            rec = records.get(key)
-            if rec is not None and rec.seq == seq:
-                self._remove(key)
+        heap, now, entries = self._heap, self.env.now, self._entries
+        while heap and heap[0][EXPIRE_AT] <= now:
+            gone = heapq.heappop(heap)
+            if entries.get(gone[KEY]) is gone:
+                self._remove(gone[KEY])
 
     def _compact_heap(self) -> None:
-        self._heap = _current(self._heap, self._records)
+        self._heap = _current(self._heap, self._entries)
 
     # -- memory statistics ----------------------------------------------------------------------
 
@@ -458,9 +412,9 @@ class KeyvalStore:
         """Sizes (slot-rounded, or whole pages) of every live allocation; sums to ``used_bytes``."""
         sizes = []
         index_cost = allocation_cost(INDEX_NODE)
-        for rec in self._records.values():
-            sizes.append(allocation_cost(self._node_bytes(rec)))
-            if rec.index >= 0:
+        for key, pair in self._records.items():
+            sizes.append(allocation_cost(_node_bytes(pair)))
+            if self._entries[key][INDEX] >= 0:
                 sizes.append(index_cost)
         return sorted(sizes)
 
@@ -494,15 +448,16 @@ class KeyvalStore:
     def _state_document(self) -> list[dict]:
         self._expire_due()
         offset = self.clock.now_ms() - self.env.now  # sim ms -> this node's wall clock
+        entries = self._entries
         return [
             {
-                "key": r.key,
-                "value": r.value,
-                "timestamp": r.timestamp,
-                "origin": r.origin,
-                "expire": None if r.expire_at is None else r.expire_at + offset,
+                "key": p.key,
+                "value": p.value,
+                "timestamp": p.timestamp,
+                "origin": p.origin,
+                "expire": None if entries[k][EXPIRE_AT] == NEVER else entries[k][EXPIRE_AT] + offset,
             }
-            for r in self._records.values()
+            for k, p in self._records.items()
         ]
 
     def save(self) -> None:
@@ -570,15 +525,16 @@ class KeyvalStore:
         return self.load_state()
 
 
-def _current(heap: list[tuple[float, int, str]], records: dict[str, Record]) -> list[tuple[float, int, str]]:
+def _current(heap: list[Entry], entries: dict[str, Entry]) -> list[Entry]:
     """An expiry heap without the entries of records that were replaced or removed since."""
-    out = []
-    for entry in heap:
-        rec = records.get(entry[2])
-        if rec is not None and rec.seq == entry[1]:
-            out.append(entry)
+    out = [entry for entry in heap if entries.get(entry[KEY]) is entry]
     heapq.heapify(out)
     return out
+
+
+def _node_bytes(pair: Pair) -> int:
+    """What the pair's node asks of the slab allocator (its wire size holds the data bytes)."""
+    return NODE_OVERHEAD + pair.wire_bytes - WIRE_OVERHEAD
 
 
 def _ip_network(key: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:

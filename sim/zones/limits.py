@@ -194,8 +194,13 @@ class LimitReqZone:
             left -= rec.wire_bytes
         return out
 
-    def apply_records(self, records, written_at: float) -> int:
-        """Merge the buckets of one zone_sync message; how many changed the zone."""
+    def expiries(self, records: list[LimitReqRecord]) -> tuple:
+        """Buckets do not expire by time: their messages carry no expiry instants."""
+        return ()
+
+    def apply_records(self, records, expiries: tuple, written_at: float) -> int:
+        """Merge the buckets of one zone_sync message (``expiries`` is always empty); how many
+        changed the zone."""
         return sum(
             self.apply_remote(r.key, r.value, r.timestamp, r.origin) in ("inserted", "updated") for r in records
         )

@@ -509,10 +509,12 @@ def test_drained_record_carries_timestamp_origin_and_expiry():
     zone = sync_zone(node="n1", offset_ms=5.0)
     zone.env.run(until=40)
     zone.post({"a": "1"})
-    (rec,) = zone.drain_pending(1000)
-    assert rec.timestamp == DEFAULT_EPOCH_MS + 45
-    assert rec.origin == "n1"
-    assert rec.expire_at == 60_040
+    (pair,) = zone.drain_pending(1000)
+    assert pair.timestamp == DEFAULT_EPOCH_MS + 45
+    assert pair.origin == "n1"
+    assert zone.expiries([pair]) == (60_040,)
+    rec = zone.record("a")
+    assert (rec.timestamp, rec.origin, rec.expire_at) == (pair.timestamp, "n1", 60_040)
     assert rec.expire_in(1040) == 59_000
 
 
