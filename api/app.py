@@ -117,18 +117,10 @@ class ApiApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         scope["app"] = self
-        started = False
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
-            await front.serve(scope, receive, tracking_send, fast)
+            await front.serve(scope, receive, send, fast)
         except Exception as exc:
-            if not started:
+            if not fast.started:
                 response = await _internal_error(Request(scope), exc)
                 await response(scope, receive, send)
             raise
@@ -208,6 +200,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 # In front of the API module
 
 _SLASHES = re.compile(r"/{2,}")
+_NOT_LOOKED_UP = object()
 
 
 def _normalize(path: str) -> str:
@@ -397,6 +390,9 @@ class NginxFront:
         self.traffic = ApiTraffic(state)
         self._access_conf = None
         self._access: Access | None = None
+        #: request path -> what :meth:`fast_get` found for it (the table and the prefix never
+        #: change, and monitoring clients ask for the same few paths over and over)
+        self._found: dict[str, tuple | None] = {}
 
     def _access_rules(self) -> Access:
         loc = self.state.api_location
@@ -408,13 +404,26 @@ class NginxFront:
     def fast_get(self, scope) -> _FastGet | None:
         """The GET table's handler for this GET (or HEAD) request, or None; changes nothing."""
         table = self.get_table
-        if table is None or (scope["method"] != "GET" and scope["method"] != "HEAD"):
+        method = scope["method"]
+        if table is None or (method != "GET" and method != "HEAD"):
             return None
-        rest = _inside(self.state.prefix, _normalize(scope["path"]))
-        if rest is None or len(rest) <= 1:
+        raw = scope["path"]
+        found = self._found.get(raw, _NOT_LOOKED_UP)
+        if found is _NOT_LOOKED_UP:
+            found = None
+            path = _normalize(raw)
+            rest = _inside(self.state.prefix, path)
+            if rest is not None and len(rest) > 1:
+                match = table.match(rest[1:-1].split("/"))
+                if match is not None:
+                    found = (*match, path)
+            if len(self._found) >= 1024:  # paths come from clients: keep a bounded number
+                self._found.clear()
+            self._found[raw] = found
+        if found is None:
             return None
-        found = table.match(rest[1:-1].split("/"))
-        return _FastGet(*found) if found is not None else None
+        fn, plan, params, path = found
+        return _FastGet(fn, plan, params.copy(), path)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -434,17 +443,21 @@ class NginxFront:
             # answered as GET without the body (the server sends no body to a HEAD anyway)
             scope["method"] = "GET"
             send = _headless(send)
-        path = _normalize(original)
-        scope["path"] = path
-        rest = _inside(self.state.prefix, path)
-        if rest is None:
-            await self.app(scope, receive, send)
-            return
-        app = fast or self.app
-        if fast is None and self.get_table is not None and scope["method"] == "GET" and len(rest) > 1:
-            found = self.get_table.match(rest[1:-1].split("/"))
-            if found is not None:
-                app = _FastGet(*found)
+        if fast is not None:
+            scope["path"] = fast.path
+            app = fast
+        else:
+            path = _normalize(original)
+            scope["path"] = path
+            rest = _inside(self.state.prefix, path)
+            if rest is None:
+                await self.app(scope, receive, send)
+                return
+            app = self.app
+            if self.get_table is not None and scope["method"] == "GET" and len(rest) > 1:
+                found = self.get_table.match(rest[1:-1].split("/"))
+                if found is not None:
+                    app = _FastGet(*found, path)
         if scope.get("nginx.counted"):
             # the live server already took the request through the node (counters, limits,
             # allow/deny) and says which worker's pid it was
@@ -457,11 +470,15 @@ class NginxFront:
         if ticket is not None:
             scope["nginx.pid"] = ticket.pid
             if ticket.rejected:
+                if fast is not None:
+                    fast.started = True
                 await _send_page(send, ticket.req.status or 503, node.version)
                 node.close_conn(ticket.conn)
                 return
         client = scope.get("client")
         if not self._access_rules().allows(client[0] if client else None):
+            if fast is not None:
+                fast.started = True
             nbytes = await _send_page(send, 403, node.version)
             if ticket is not None:
                 ticket.finish(403, nbytes)
@@ -488,25 +505,29 @@ class NginxFront:
 
 
 class _FastGet:
-    """An ASGI app running one GET handler found by :class:`GetTable`."""
+    """An ASGI app running one GET handler found by :class:`GetTable` for the normalised
+    ``path``; ``started`` once it (or the front layer, for a page of its own) began to answer."""
 
-    __slots__ = ("fn", "plan", "params")
+    __slots__ = ("fn", "plan", "params", "path", "started")
 
-    def __init__(self, fn, plan: Plan, params: dict):
+    def __init__(self, fn, plan: Plan, params: dict, path: str):
         self.fn = fn
         self.plan = plan
         self.params = params
+        self.path = path
+        self.started = False
 
     async def __call__(self, scope, receive, send):
         scope["path_params"] = self.params
         scope["endpoint"] = self.fn
         request = Request(scope, receive)
         try:
-            response = await self.plan(request, {})
+            response = await self.plan(request)
         except ApiError as exc:
             response = _error_response(request, exc)
         except SimError as exc:
             response = _error_response(request, from_sim(exc))
+        self.started = True
         await response(scope, receive, send)
 
 

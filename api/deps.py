@@ -449,16 +449,15 @@ JsonBody = Annotated[Any, Depends(json_body)]
 # Calling a handler without FastAPI
 
 
-_MISSING = object()
-
-
 class Plan:
     """How to call a handler (or a dependency) of this package directly, with its dependencies.
 
     The app's GET fast path uses it: the same handlers and the same dependency functions as
     FastAPI would run, resolved the way FastAPI resolves them for the few kinds of parameters
     used here (``Annotated[..., Depends(f)]``, a ``Request``, path parameters by name, optional
-    string query parameters), each dependency once per request.
+    string query parameters), each dependency once per request. The dependency tree is laid
+    out once, here, as a list of calls in the order FastAPI makes them (depth first, in
+    parameter order), each call's arguments naming the earlier results it takes.
     """
 
     def __init__(self, fn: Callable, path_params: frozenset[str]):
@@ -478,21 +477,38 @@ class Plan:
             else:
                 default = None if param.default is inspect.Parameter.empty else param.default
                 self.params.append((name, "query", default))
+        #: (function, its arguments as (name, kind, detail)): for a dependency, detail is the
+        #: index of the call whose result it takes; for a query parameter, its default
+        self.calls: list[tuple[Callable, tuple[tuple[str, str, Any], ...]]] = []
+        self._lay_out(self, {})
 
-    async def __call__(self, request: Request, solved: dict) -> Any:
-        kwargs = {}
-        for name, kind, extra in self.params:
+    def _lay_out(self, plan: Plan, index: dict[Callable, int]) -> int:
+        args = []
+        for name, kind, extra in plan.params:
             if kind == "dep":
-                value = solved.get(extra.fn, _MISSING)
-                if value is _MISSING:
-                    value = await extra(request, solved)
-                    solved[extra.fn] = value
-            elif kind == "path":
-                value = request.path_params[name]
-            elif kind == "query":
-                # most requests have no query string: skip parsing one
-                value = request.query_params.get(name, extra) if request.scope.get("query_string") else extra
+                i = index.get(extra.fn)
+                args.append((name, kind, self._lay_out(extra, index) if i is None else i))
             else:
-                value = request
-            kwargs[name] = value
-        return await self.fn(**kwargs)
+                args.append((name, kind, extra))
+        index[plan.fn] = len(self.calls)
+        self.calls.append((plan.fn, tuple(args)))
+        return index[plan.fn]
+
+    async def __call__(self, request: Request) -> Any:
+        scope = request.scope
+        path_params = scope["path_params"]
+        has_query = bool(scope.get("query_string"))  # most requests have none: skip parsing it
+        results: list[Any] = []
+        for fn, args in self.calls:
+            kwargs = {}
+            for name, kind, extra in args:
+                if kind == "dep":
+                    kwargs[name] = results[extra]
+                elif kind == "path":
+                    kwargs[name] = path_params[name]
+                elif kind == "query":
+                    kwargs[name] = request.query_params.get(name, extra) if has_query else extra
+                else:
+                    kwargs[name] = request
+            results.append(await fn(**kwargs))
+        return results[-1]

@@ -13,6 +13,7 @@ from operator import attrgetter, ne
 
 import orjson
 
+from sim.upstream.peer import CHANGE_KEY
 from sim.upstream.upstream import DOWNISH
 
 from . import versions as V
@@ -175,32 +176,26 @@ def stream_upstreams_of(node, version: int) -> dict:
 
 
 #: Every attribute of an http peer that :func:`peer` shows or that its state, ``downtime`` and
-#: ``downstart`` are computed from (:meth:`sim.upstream.peer.Peer.state_at` and friends); the
-#: three containers come last (their copies are kept, and compared by content).
-#: tests/api/test_upstream_bodies.py checks that rendering a peer reads nothing else.
+#: ``downstart`` are computed from (:meth:`sim.upstream.peer.Peer.state_at` and friends): what
+#: the peer's change key (:data:`sim.upstream.peer.CHANGE_KEY`) must move with.
+#: tests/api/test_http_upstream_reuse.py checks that rendering a peer reads nothing else, and
+#: tests/sim/test_peer_changes.py that the key moves whenever one of these does.
 PEER_KEY_FIELDS = ("id", "server", "service", "name", "backup", "weight", "down", "drain", "hc_state",
                    "max_fails", "_fails", "checked", "fail_timeout_ms", "_unavail_until", "_probing",
                    "_down_since", "_downtime", "slow_start_ms", "active", "ssl", "max_conns", "requests",
                    "header_time", "response_time", "hist_sum", "sent", "received", "fails", "unavail",
                    "hc_checks", "hc_fails", "hc_unhealthy", "hc_last_passed", "selected",
                    "responses", "codes", "hist")
-_CONTAINERS = 3
-#: The same for a stream peer (:func:`stream_peer`), which has no containers.
+#: The same for a stream peer (:func:`stream_peer`). The stream side moves a stream peer's
+#: counters directly, so these values themselves are what is compared for a stream peer.
 STREAM_PEER_KEY_FIELDS = ("id", "server", "service", "name", "backup", "weight", "down", "drain", "hc_state",
                           "max_fails", "_fails", "checked", "fail_timeout_ms", "_unavail_until", "_probing",
                           "_down_since", "_downtime", "slow_start_ms", "active", "ssl", "max_conns",
                           "connections", "connect_time", "first_byte_time", "response_time", "sent",
                           "received", "fails", "unavail", "hc_checks", "hc_fails", "hc_unhealthy",
                           "hc_last_passed", "selected")
-_peer_values = attrgetter(*PEER_KEY_FIELDS)
+_peer_key = attrgetter(*CHANGE_KEY)
 _stream_peer_values = attrgetter(*STREAM_PEER_KEY_FIELDS)
-
-
-def _kept_values(values: tuple, containers: int) -> tuple:
-    """``values`` as kept for a later comparison: the containers (last) copied."""
-    if not containers:
-        return values
-    return values[:-containers] + tuple(c.copy() for c in values[-containers:])
 
 
 class UpstreamBodies:
@@ -221,12 +216,14 @@ class UpstreamBodies:
 
     When the epoch has moved (under traffic it moves with every request), most peers are still
     as they were: one request changes one peer. Each peer's encoded object is kept too, with the
-    values it was rendered from (:data:`PEER_KEY_FIELDS` and the contents of its ``responses``,
-    ``codes`` and ``hist``), and reused while they are equal, under the same rule for time (a
-    down-ish peer only at the same ``now``); comparing those values costs a fraction of
-    rendering and encoding the peer. A peer with ``ssl`` counters is always rendered (they are
-    an object of their own). The body is then the peers' pieces joined, byte for byte what
-    encoding the whole object gives. With ``fields`` the whole object is rendered.
+    peer's change key it was rendered at (:data:`sim.upstream.peer.CHANGE_KEY`: the peer's change
+    counter and the three counters the proxy moves directly; for a stream peer, every value of
+    :data:`STREAM_PEER_KEY_FIELDS`), and reused while the key is the same, under the same rule for
+    time (a down-ish peer only at the same ``now``); comparing four integers per peer costs a
+    fraction of rendering and encoding it. A peer with ``ssl`` counters is always rendered (they
+    are an object of their own). The body is then the peers' pieces joined, byte for byte what
+    encoding the whole object gives; when no piece changed, the joined pieces are reused too.
+    With ``fields`` the whole object is rendered.
     """
 
     def __init__(self, limit: int = 256):
@@ -293,32 +290,39 @@ class UpstreamBodies:
         """The whole object from its peers' pieces (reused where a peer is unchanged) and the
         rest encoded afresh; and whether any peer depends on ``now``.
 
-        What is kept for an upstream: the peers (in order), their values as rendered, the sim
-        time each down-ish one was rendered at (None for the others) and their encoded pieces.
-        The values of all peers are read and compared in two C-level passes (``map``); only the
-        peers whose values differ are rendered again. A server removed or added renders the
-        upstream's peers afresh once."""
+        What is kept for an upstream: the peers (in order), their change keys as rendered, the
+        sim time each down-ish one was rendered at (None for the others), their encoded pieces
+        and those joined. The keys of all peers are read and compared in two C-level passes
+        (``map``); only the peers whose keys differ are rendered again. A server removed or
+        added renders the upstream's peers afresh once."""
         if render is upstream:
-            render_peer, values_of, containers, tail = peer, _peer_values, _CONTAINERS, _upstream_tail
+            render_peer, key_of, tail = peer, _peer_key, _upstream_tail
         else:
-            render_peer, values_of, containers, tail = stream_peer, _stream_peer_values, 0, _stream_upstream_tail
+            render_peer, key_of, tail = stream_peer, _stream_peer_values, _stream_upstream_tail
         pkey = (render, up.name, version)
         held = self._peers.get(pkey)
+        if held is None and len(self._peers) >= self.limit:
+            self._peers.clear()
         peers = up.peers
-        current = list(map(values_of, peers))
+        current = list(map(key_of, peers))
         # ``single`` (one primary, no backups) decides whether a peer can be unavailable at all
         stamp = (up, clock, clock.epoch_ms, clock.offset_ms, up.single)
         if held is not None and held[0] == stamp and held[1] == peers:
-            _, _, kept, at, pieces = held
+            _, _, kept, at, pieces, joined = held
             changed = list(map(ne, current, kept))
-            if at.count(None) != len(at):
+            timed = at.count(None) != len(at)
+            if timed:
                 for i, t in enumerate(at):
                     if t is not None and t != now:
                         changed[i] = True
-            kept, at, pieces = kept.copy(), at.copy(), pieces.copy()
+            if True not in changed:
+                self.peer_reuses += len(peers)
+                return joined + orjson.dumps(tail(up))[1:], timed
         else:
             changed = [True] * len(peers)
             kept, at, pieces = [None] * len(peers), [None] * len(peers), [b""] * len(peers)
+            # kept (and then updated in place, a peer's three entries together)
+            held = self._peers[pkey] = [stamp, list(peers), kept, at, pieces, b""]
         rendered = 0
         i = -1
         while True:
@@ -329,18 +333,17 @@ class UpstreamBodies:
             p = peers[i]
             obj = render_peer(p, version, now, clock)
             rendered += 1
+            piece = orjson.dumps(obj)
             at[i] = now if obj["state"] in DOWNISH or "downstart" in obj else None
-            # the values after rendering (reading the state may have closed a period); ssl
+            # the key after rendering (reading the state may have closed a period); ssl
             # counters are an object of their own: such a peer is rendered every time
-            kept[i] = _kept_values(values_of(p), containers) if p.ssl is None else None
-            pieces[i] = orjson.dumps(obj)
+            kept[i] = key_of(p) if p.ssl is None else None
+            pieces[i] = piece
         self.peer_renders += rendered
         self.peer_reuses += len(peers) - rendered
-        if held is None and len(self._peers) >= self.limit:
-            self._peers.clear()
-        self._peers[pkey] = (stamp, list(peers), kept, at, pieces)
+        joined = held[5] = b'{"peers":[' + b",".join(pieces) + b"],"
         timed = at.count(None) != len(at)
-        return b'{"peers":[' + b",".join(pieces) + b"]," + orjson.dumps(tail(up))[1:], timed
+        return joined + orjson.dumps(tail(up))[1:], timed
 
 
 @lru_cache(maxsize=1024)

@@ -9,9 +9,10 @@ is a ratio of at least 0.6.
 
 The model does not move while the benchmark runs, so the API answers from the body it encoded
 for the first request (``api.render.UpstreamBodies``). ``--rerender`` marks the upstream as
-changed before every request, so each one rebuilds the body: the values of all 32 peers are
-compared with those their kept pieces were rendered from (none has changed here, so none is
-rendered again), which is the floor of what a poll of an upstream under traffic costs.
+changed before every request, so each one rebuilds the body: the change keys of all 32 peers
+are compared with those their kept pieces were rendered at (none has changed here, so none is
+rendered again and the joined pieces are reused), which is the floor of what a poll of an
+upstream under traffic costs.
 
 ``--with-traffic`` (issue 17) serves the node live instead (``api.live.LiveCluster``, the model
 paced by the wall clock) while the load generator also sends ``--traffic`` (1,000) data-plane

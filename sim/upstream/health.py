@@ -440,6 +440,7 @@ class HealthChecker:
             peer.hc_fails += 1
         peer.hc_last_passed = passed
         peer.upstream.epoch += 1  # the API may reuse a rendered upstream until this changes
+        peer.changes += 1
         verdict = new = slot.verdict
         if passed:
             slot.fails_row = 0

@@ -25,6 +25,11 @@ HIST_BOUNDS = (5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10
 
 _EMA_NEW = 0.05
 
+#: What tells an API view whether a peer may have changed since it was last rendered: the
+#: peer's change counter (:attr:`Peer.changes`), and the three counters the proxy moves directly
+#: on every attempt (``sim.http.proxy``), which are compared by value instead.
+CHANGE_KEY = ("changes", "requests", "active", "sent")
+
 
 class Group(Protocol):
     """What a peer reads (and bumps) on the group it belongs to, an
@@ -61,6 +66,9 @@ class Peer:
         self.parent: int | None = None
         self.resolved_host: str | None = None
         self.removed = False
+        #: bumped with every change of what the API shows of the peer (statistics, state,
+        #: configuration), except ``requests``, ``active`` and ``sent`` (see :data:`CHANGE_KEY`)
+        self.changes = 0
         # balancer state
         self.effective_weight = conf.weight
         self.current_weight = 0
@@ -108,6 +116,7 @@ class Peer:
         until = self._unavail_until
         if until is not None and now > until:
             self.upstream.epoch += 1
+            self.changes += 1
             self._unavail_until = None
             self._probing = False
             if self.hc_state is None and self._down_since is not None:
@@ -178,6 +187,7 @@ class Peer:
         """Health checks move the peer in or out of ``checking``/``unhealthy``."""
         self._sync(now)
         self.upstream.epoch += 1
+        self.changes += 1
         was_down = self._down_since is not None
         if state == "unhealthy" and self.hc_state != "unhealthy":
             self.hc_unhealthy += 1
@@ -197,6 +207,7 @@ class Peer:
 
     def note_selected(self, now: float) -> None:
         self.upstream.epoch += 1
+        self.changes += 1
         self.selected = now
         if now - self.checked > self.fail_timeout_ms:
             self.checked = now
@@ -216,6 +227,7 @@ class Peer:
         # already running when it did and fail afterwards extend the period but are no new one
         was_unavail = self._unavail_until is not None and not self._probing
         self.upstream.epoch += 1
+        self.changes += 1
         self._probing = False
         self.fails += 1
         self._fails += 1
@@ -243,6 +255,7 @@ class Peer:
     def clear_fails(self, now: float) -> None:
         """Forget the failure count; a probe's unavailable period (if one is open) ends now."""
         self.upstream.epoch += 1
+        self.changes += 1
         self._fails = 0
         if self._unavail_until is not None:
             self._unavail_until = None
@@ -253,6 +266,7 @@ class Peer:
 
     def count_response(self, status: int, nbytes: int, header_ms: float, total_ms: float) -> None:
         self.upstream.epoch += 1
+        self.changes += 1
         self.responses[status // 100 - 1] += 1
         codes = self.codes
         codes[status] = codes.get(status, 0) + 1
@@ -268,6 +282,7 @@ class Peer:
     def reset_statistics(self) -> None:
         """DELETE /http/upstreams/{u}/: counters back to zero; state and gauges untouched."""
         self.upstream.epoch += 1
+        self.changes += 1
         self.requests = 0
         self.responses = [0, 0, 0, 0, 0]
         self.codes = {}

@@ -178,6 +178,8 @@ class Upstream:
 
     def _rebuild(self) -> None:
         self.epoch += 1
+        for p in self.peers:  # what follows an add, patch or remove: every peer counts as changed
+            p.changes += 1
         self.single = len(self.primary) == 1 and not self.backups
         # read by every proxied request: counted here, where every change of the server lists
         # or of a server's ``down`` flag ends up (add, patch, remove)
@@ -238,6 +240,8 @@ class Upstream:
         connections (they belonged to the old worker processes, which close them)."""
         self.conf = conf
         self.epoch += 1
+        for p in self.peers:
+            p.changes += 1
         self.keepalive_idle.clear()
         self.keepalive = 0
 
@@ -491,6 +495,7 @@ class Upstream:
             if key in vals and vals[key] != getattr(peer, key):
                 raise errors.UpstreamConfFormatError(f'invalid "{key}" value')
         self.epoch += 1  # a check below may refuse after a field has changed
+        peer.changes += 1
         self.changed_at_runtime = True
         if "server" in vals:
             address, host, port, is_name = parse_address(vals["server"], None, self.kind)
