@@ -120,7 +120,8 @@ def cmd_chaos(args) -> int:
         print("worst schedules:")
     for r in worst:
         ttc = "never" if r["time_to_converge_ms"] is None else f"{r['time_to_converge_ms'] / 1000:g}s"
-        print(f"  #{r['index']}: converged {ttc}, {r['lost_updates']} lost {r['causes'] or ''}, "
+        causes = f" {r['causes']}" if r["causes"] else ""
+        print(f"  #{r['index']}: converged {ttc}, {r['lost_updates']} lost{causes}, "
               f"peak {r['max_divergent_keys']} keys; {'; '.join(r['schedule'])}")
         print(f"    clustersim chaos {args.scenario} --seed {seed}{same} --only {r['index']} --out {out / str(r['index'])}")
     for index, failure in failures:

@@ -224,6 +224,7 @@ class KeyvalWriterModel(_Model):
     arrivals: Literal["poisson", "constant"] = "poisson"
     keys: int = Field(100, ge=1)
     key_prefix: str = "key"
+    order: Literal["random", "cycle"] = "random"
     zipf: float = Field(0.0, ge=0)
     delete_share: float = Field(0.0, ge=0, le=1)
     value_bytes: int = Field(0, ge=0)
@@ -532,6 +533,7 @@ def _stream_and_keyval_specs(model: ScenarioModel, nodes: list[NodeSpec], where)
                 arrivals=w.arrivals,
                 keys=w.keys,
                 key_prefix=w.key_prefix,
+                order=w.order,
                 zipf=w.zipf,
                 delete_share=w.delete_share,
                 value_bytes=w.value_bytes,

@@ -8,8 +8,9 @@ Every successful write is recorded in a :class:`sim.checks.replication.WriteHist
 origin node and the timestamp the node's clock gave the record, for the replication checker.
 
 :class:`KeyvalWriters` drives a scenario's ``keyval_writers``: each entry writes to its nodes
-at a rate (Poisson or evenly spaced), choosing keys uniformly or by a Zipf popularity; a share
-of the writes to present keys can be deletes. Values are unique per write
+at a rate (Poisson or evenly spaced), choosing keys uniformly or by a Zipf popularity, or taking
+them in turn (``order: cycle``: key0, key1, ... on each node, so that a pass of ``keys`` writes
+touches every key once); a share of the writes to present keys can be deletes. Values are unique per write
 (``"<node>:<writer>:<n>"``, padded to ``value_bytes``) so a value names the write that made it.
 """
 
@@ -37,6 +38,7 @@ class KeyvalWriterSpec:
     arrivals: str = "poisson"  # "poisson" | "constant"
     keys: int = 100
     key_prefix: str = "key"
+    order: str = "random"  # "random" (uniform or zipf) | "cycle" (every key in turn)
     zipf: float = 0.0  # 0: every key equally likely
     delete_share: float = 0.0  # of writes that find the key present on the node
     value_bytes: int = 0  # values padded to at least this many bytes
@@ -74,7 +76,7 @@ class KeyvalClient:
         if z is None:
             self._fail("unavailable")
             return None
-        op = "patch" if z.record(key) is not None else "post"
+        op = "patch" if z.has(key) else "post"
         try:
             (z.patch if op == "patch" else z.post)({key: value})
         except SimError as err:
@@ -130,7 +132,9 @@ class _Driver:
                                  start_ms=spec.start_ms, stop_ms=spec.stop_ms,
                                  exp=Batched(rng.standard_exponential, 1024))
         n = max(1, spec.keys)
-        if spec.zipf:
+        if spec.order == "cycle":
+            self._key = _Cycle(n)
+        elif spec.zipf:
             probs = np.arange(1, n + 1, dtype=float) ** (-spec.zipf)
             probs = probs / probs.sum()
             self._key = Batched(lambda k: rng.choice(n, k, p=probs), 1024)
@@ -146,7 +150,7 @@ class _Driver:
         u = self._u()
         if spec.delete_share:
             z = self.client.zone_on(self.node_name)
-            if z is not None and z.record(key) is not None and u < spec.delete_share:
+            if z is not None and z.has(key) and u < spec.delete_share:
                 self.client.delete(self.node_name, key)
                 return
         self.seq += 1
@@ -154,6 +158,19 @@ class _Driver:
         if len(value) < spec.value_bytes:
             value = value.ljust(spec.value_bytes, ".")
         self.client.set(self.node_name, key, value)
+
+
+class _Cycle:
+    """Key numbers 0, 1, ..., n - 1, then 0 again."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.next = 0
+
+    def __call__(self) -> int:
+        k = self.next
+        self.next = (k + 1) % self.n
+        return k
 
 
 class KeyvalWriters:

@@ -16,6 +16,7 @@ from sim.cluster import scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 MESH5 = str(ROOT / "scenarios" / "chaos" / "mesh5.yaml")
+SETTLED = str(ROOT / "scenarios" / "chaos" / "mesh5-settled.yaml")
 
 SMALL = """
 name: chaos-small
@@ -59,6 +60,18 @@ def test_one_schedule_gives_a_row_with_the_checkers_verdict():
     assert row["max_divergent_keys"] > 0 and row["partition_ms"] == 10_000.0
     assert row["time_to_converge_ms"] is not None and row["reference_ms"] >= 25_000.0
     assert sc.name == "chaos-mesh5"
+
+
+def test_a_clock_skew_anomaly_stays_in_mesh5_and_the_settling_pass_overwrites_it():
+    # node1's clock 2.7 s ahead from 24.3 s to 35 s: its writes beat the later ones of the others
+    steps = [Step("clock_offset", 24_320.0, 10_725.0, ("node1",), 2692.0).to_dict()]
+    kept = run_schedule({"scenario": MESH5, "seed": 1, "index": 0, "steps": steps})
+    assert not kept["converged"] and kept["unexplained"] == 0
+    assert kept["causes"] == {"clock_skew": kept["lost_updates"]} and kept["lost_updates"] > 0
+    settled = run_schedule({"scenario": SETTLED, "seed": 1, "index": 0, "steps": steps})
+    assert settled["converged"] and settled["lost_updates"] == 0 and settled["unexplained"] == 0
+    # measured from the settling pass's last write (44.4 s), after the heal
+    assert settled["reference_ms"] == 44_400.0 and settled["time_to_converge_ms"] <= 1200.0
 
 
 def test_the_chaos_command_writes_rows_and_the_rerun_command(tmp_path, capsys):

@@ -254,6 +254,20 @@ def test_a_writer_with_a_delete_share_deletes_keys_it_finds():
     assert writers.history.deleted_keys == {"kv": {"key0"}}
 
 
+def test_a_cycling_writer_takes_every_key_in_turn_on_each_node():
+    cl = cluster.Cluster(SCENARIO, start_workloads=False, sample=False)
+    spec = KeyvalWriterSpec(name="settle", zone="kv", nodes=("node1", "node2"), rate=10, arrivals="constant",
+                            keys=3, order="cycle", start_ms=1000.0, stop_ms=1800.0)
+    writers = start_keyval_writers(cl, [spec])
+    cl.run(3000)
+    by_node = {n: [x.key for x in writers.history if x.node == n] for n in ("node1", "node2")}
+    assert by_node["node1"] == by_node["node2"] == ["key0", "key1", "key2", "key0", "key1", "key2", "key0"]
+    sc = scenario.loads(scenario_text("keyval_writers: [{zone: kv, order: cycle}]"))
+    assert sc.keyval_writers[0].order == "cycle"
+    with pytest.raises(scenario.ScenarioError, match="order"):
+        scenario.loads(scenario_text("keyval_writers: [{zone: kv, order: sorted}]"), filename="s.yaml")
+
+
 def test_keyval_writers_come_from_the_scenario_and_name_a_zone_every_target_node_has():
     sc = scenario.loads(scenario_text("keyval_writers: [{zone: kv, rate: 2, keys: 5, nodes: [node2]}]"))
     expected = KeyvalWriterSpec(name="writer", zone="kv", nodes=("node2",), rate=2.0, keys=5)
