@@ -477,19 +477,29 @@ class Plan:
             else:
                 default = None if param.default is inspect.Parameter.empty else param.default
                 self.params.append((name, "query", default))
-        #: (function, its arguments as (name, kind, detail)): for a dependency, detail is the
-        #: index of the call whose result it takes; for a query parameter, its default
-        self.calls: list[tuple[Callable, tuple[tuple[str, str, Any], ...]]] = []
+        #: (function, its arguments in signature order as (kind, detail)): for a dependency,
+        #: detail is the index of the call whose result it takes; for a path parameter, its
+        #: name; for a query parameter, (name, default); for the request, None. Every handler
+        #: and dependency here takes its parameters positionally (checked below).
+        self.calls: list[tuple[Callable, tuple[tuple[int, Any], ...]]] = []
         self._lay_out(self, {})
 
     def _lay_out(self, plan: Plan, index: dict[Callable, int]) -> int:
-        args = []
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        kinds = [p.kind for p in inspect.signature(plan.fn).parameters.values()]
+        if any(k not in positional for k in kinds):
+            raise TypeError(f"{plan.fn.__qualname__}: the GET fast path passes parameters by position")
+        args: list[tuple[int, Any]] = []
         for name, kind, extra in plan.params:
             if kind == "dep":
                 i = index.get(extra.fn)
-                args.append((name, kind, self._lay_out(extra, index) if i is None else i))
+                args.append((_DEP, self._lay_out(extra, index) if i is None else i))
+            elif kind == "path":
+                args.append((_PATH, name))
+            elif kind == "query":
+                args.append((_QUERY, (name, extra)))
             else:
-                args.append((name, kind, extra))
+                args.append((_REQUEST, None))
         index[plan.fn] = len(self.calls)
         self.calls.append((plan.fn, tuple(args)))
         return index[plan.fn]
@@ -497,18 +507,23 @@ class Plan:
     async def __call__(self, request: Request) -> Any:
         scope = request.scope
         path_params = scope["path_params"]
-        has_query = bool(scope.get("query_string"))  # most requests have none: skip parsing it
+        # most requests have no query string: skip parsing one
+        query = request.query_params if scope.get("query_string") else None
         results: list[Any] = []
         for fn, args in self.calls:
-            kwargs = {}
-            for name, kind, extra in args:
-                if kind == "dep":
-                    kwargs[name] = results[extra]
-                elif kind == "path":
-                    kwargs[name] = path_params[name]
-                elif kind == "query":
-                    kwargs[name] = request.query_params.get(name, extra) if has_query else extra
+            argv = []
+            for kind, extra in args:
+                if kind == _DEP:
+                    argv.append(results[extra])
+                elif kind == _PATH:
+                    argv.append(path_params[extra])
+                elif kind == _QUERY:
+                    argv.append(extra[1] if query is None else query.get(extra[0], extra[1]))
                 else:
-                    kwargs[name] = request
-            results.append(await fn(**kwargs))
+                    argv.append(request)
+            results.append(await fn(*argv))
         return results[-1]
+
+
+#: kinds of a :class:`Plan` call's arguments
+_DEP, _PATH, _QUERY, _REQUEST = 0, 1, 2, 3

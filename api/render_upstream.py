@@ -217,10 +217,9 @@ class UpstreamBodies:
     When the epoch has moved (under traffic it moves with every request), most peers are still
     as they were: one request changes one peer. Each peer's encoded object is kept too, with the
     peer's change key it was rendered at (:data:`sim.upstream.peer.CHANGE_KEY`: the peer's change
-    counter and the three counters the proxy moves directly; for a stream peer, every value of
-    :data:`STREAM_PEER_KEY_FIELDS`), and reused while the key is the same, under the same rule for
-    time (a down-ish peer only at the same ``now``); comparing four integers per peer costs a
-    fraction of rendering and encoding it. A peer with ``ssl`` counters is always rendered (they
+    counter; for a stream peer, every value of :data:`STREAM_PEER_KEY_FIELDS`), and reused while
+    the key is the same, under the same rule for time (a down-ish peer only at the same ``now``);
+    comparing one integer per peer costs a fraction of rendering and encoding it. A peer with ``ssl`` counters is always rendered (they
     are an object of their own). The body is then the peers' pieces joined, byte for byte what
     encoding the whole object gives; when no piece changed, the joined pieces are reused too.
     With ``fields`` the whole object is rendered.

@@ -161,6 +161,7 @@ class Proxy:
         peer.requests += 1
         peer.active += 1
         peer.sent += req.req_bytes
+        peer.changes += 1  # ... and the peer's own rendered piece until this changes
         up.epoch += 1  # the API may reuse a rendered upstream until this changes
         backend = self.backend_of(peer.server, peer.name)
         link = self.network.link(node.name, peer.server)
@@ -210,6 +211,7 @@ class Proxy:
 
     def _release(self, peer, up) -> None:
         peer.active -= 1
+        peer.changes += 1
         up.epoch += 1
         if up.queue and up.queue_max is not None:
             self._drain_queue(up)
