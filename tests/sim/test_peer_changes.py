@@ -93,11 +93,16 @@ def _run(cl, node, watch: Watch, until: float) -> None:
     watch.look(env.now)
 
 
-def test_the_change_key_moves_with_every_change_traffic_faults_and_checks_make():
+def _world():
+    """The busy node of WORLD, its upstream, and a watch on that upstream's peers."""
     cl = cluster.Cluster(scenario.loads(WORLD, filename="t.yaml"))
     node = cl.nodes["node1"]
     up = node.upstreams["backend"]
-    watch = Watch(up)
+    return cl, node, up, Watch(up)
+
+
+def test_the_change_key_moves_with_every_change_traffic_faults_and_checks_make():
+    cl, node, up, watch = _world()
     _run(cl, node, watch, 2500)
     # not vacuous: most looks find a peer as it was, and many find it changed
     assert watch.unchanged > 3 * watch.changed > 3000
@@ -106,10 +111,7 @@ def test_the_change_key_moves_with_every_change_traffic_faults_and_checks_make()
 
 
 def test_the_change_key_moves_with_servers_patched_added_removed_and_reset():
-    cl = cluster.Cluster(scenario.loads(WORLD, filename="t.yaml"))
-    node = cl.nodes["node1"]
-    up = node.upstreams["backend"]
-    watch = Watch(up)
+    cl, node, up, watch = _world()
     _run(cl, node, watch, 300)
     changes = [
         lambda: up.patch_server(up.peers[0].id, {"down": True}),
@@ -132,10 +134,7 @@ def test_the_change_key_moves_with_servers_patched_added_removed_and_reset():
 
 
 def test_a_change_made_behind_the_counters_back_is_caught():
-    cl = cluster.Cluster(scenario.loads(WORLD, filename="t.yaml"))
-    node = cl.nodes["node1"]
-    up = node.upstreams["backend"]
-    watch = Watch(up)
+    cl, node, up, watch = _world()
     _run(cl, node, watch, 200)
     up.peers[3].fails += 1  # as a model change that forgot ``changes`` would leave it
     try:
