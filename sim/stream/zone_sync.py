@@ -397,22 +397,25 @@ class ZoneSync:
         size = self.conf.buffers_size
         for (tag, name), zone in self.sync_zones().items():
             room = size - HEADER_BYTES - len(name.encode())
+            records, expiries = zone.snapshot_expiring()
             batch: list = []
+            times: list = []  # the expiry instants of the batch's records (keyval zones)
             left = room
-            for rec in zone.snapshot():
+            for i in range(len(records)):
+                rec = records[i]
                 n = rec.wire_bytes
                 if n > room:
                     self.snapshot_records_skipped += 1
                     continue
                 if n > left:
-                    out.append(SyncMessage(tag, name, tuple(batch), room - left + HEADER_BYTES + len(name.encode()),
-                                           True, zone.expiries(batch)))
-                    batch, left = [], room
+                    out.append(SyncMessage(tag, name, tuple(batch), message_size(name, batch), True, tuple(times)))
+                    batch, times, left = [], [], room
                 batch.append(rec)
+                if expiries is not None:
+                    times.append(expiries[i])
                 left -= n
             if batch:
-                out.append(SyncMessage(tag, name, tuple(batch), message_size(name, batch), True,
-                                       zone.expiries(batch)))
+                out.append(SyncMessage(tag, name, tuple(batch), message_size(name, batch), True, tuple(times)))
         return out
 
     def _send(self, conn: Connection, messages: list[SyncMessage], link_ok: bool) -> None:

@@ -417,7 +417,7 @@ class KeyvalZone(KeyvalStore):
             if check_ip and _ip_network(key) is None:
                 continue
             try:
-                self._store_at(pair, expire_at, now)
+                self._store_at(pair, expire_at, now, old)
             except KeyvalZoneFull:
                 self.records_dropped += 1
                 self.dropped_keys[key] = now
@@ -427,6 +427,18 @@ class KeyvalZone(KeyvalStore):
         if changed:
             self._changed()
         return changed
+
+    def snapshot_expiring(self) -> tuple[list[Pair], list[float] | None]:
+        """:meth:`snapshot` and, beside it, the expiry instant of each pair (one pass, no lookups)."""
+        now = self.env.now
+        pairs: list[Pair] = []
+        expiries: list[float] = []
+        for p, e in zip(self._records.values(), self._entries.values(), strict=True):
+            exp = e[EXPIRE_AT]
+            if now < exp:
+                pairs.append(p)
+                expiries.append(exp)
+        return pairs, expiries
 
     def snapshot(self) -> list[Pair]:
         """Every live pair, local and received, for a peer that just (re)connected."""

@@ -268,20 +268,20 @@ class KeyvalStore:
             w.expire(self._entries, self._records, now)
         pair = Pair(key, value, timestamp, origin, WIRE_OVERHEAD + len(key.encode()) + len(value.encode()),
                     hash((key, value, timestamp, origin)))
-        self._store_at(pair, NEVER if expire_at is None else expire_at, now)
+        self._store_at(pair, NEVER if expire_at is None else expire_at, now, self._records.get(key))
 
-    def _store_at(self, pair: Pair, expire_at: float, now: float) -> None:
-        """:meth:`_store` of a made pair at sim time ``now``, the watch already brought up to it."""
+    def _store_at(self, pair: Pair, expire_at: float, now: float, old_pair: Pair | None) -> None:
+        """:meth:`_store` of a made pair at sim time ``now``, the watch already brought up to it;
+        ``old_pair`` is the key's pair now (None: absent), which the caller has looked up already
+        (a lookup in a table of 100k keys is a cache miss: a merge makes as few as it can)."""
         w = self._watch
         key = pair.key
         entries = self._entries
-        old = entries.get(key)
+        old = entries[key] if old_pair is not None else None
         node_bytes = NODE_OVERHEAD + pair.wire_bytes - WIRE_OVERHEAD
         slab = self.slab
-        old_pair: Pair | None = None
-        if old is not None:
+        if old is not None and old_pair is not None:
             # Freed first, so an update may reuse the old pair's memory in a full zone.
-            old_pair = self._records[key]
             index = old[INDEX]
             slab.free(old[NODE])
             got = slab.alloc(node_bytes)

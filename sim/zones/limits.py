@@ -198,6 +198,10 @@ class LimitReqZone:
         """Buckets do not expire by time: their messages carry no expiry instants."""
         return ()
 
+    def snapshot_expiring(self) -> tuple[list[LimitReqRecord], None]:
+        """:meth:`snapshot`, and no expiry instants (buckets do not expire by time)."""
+        return self.snapshot(), None
+
     def apply_records(self, records, expiries: tuple, written_at: float) -> int:
         """Merge the buckets of one zone_sync message (``expiries`` is always empty); how many
         changed the zone."""
