@@ -403,17 +403,20 @@ class NginxFront:
 
     def fast_get(self, scope) -> _FastGet | None:
         """The GET table's handler for this GET (or HEAD) request, or None; changes nothing."""
-        table = self.get_table
         method = scope["method"]
-        if table is None or (method != "GET" and method != "HEAD"):
+        if method != "GET" and method != "HEAD":
             return None
-        raw = scope["path"]
+        return self._handler(scope["path"])
+
+    def _handler(self, raw: str) -> _FastGet | None:
+        """The GET table's handler for request path ``raw`` (as sent), or None."""
         found = self._found.get(raw, _NOT_LOOKED_UP)
         if found is _NOT_LOOKED_UP:
             found = None
+            table = self.get_table
             path = _normalize(raw)
             rest = _inside(self.state.prefix, path)
-            if rest is not None and len(rest) > 1:
+            if table is not None and rest is not None and len(rest) > 1:
                 match = table.match(rest[1:-1].split("/"))
                 if match is not None:
                     found = (*match, path)
@@ -453,11 +456,7 @@ class NginxFront:
             if rest is None:
                 await self.app(scope, receive, send)
                 return
-            app = self.app
-            if self.get_table is not None and scope["method"] == "GET" and len(rest) > 1:
-                found = self.get_table.match(rest[1:-1].split("/"))
-                if found is not None:
-                    app = _FastGet(*found, path)
+            app = (self._handler(original) if scope["method"] == "GET" else None) or self.app
         if scope.get("nginx.counted"):
             # the live server already took the request through the node (counters, limits,
             # allow/deny) and says which worker's pid it was

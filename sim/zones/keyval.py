@@ -142,10 +142,7 @@ class KeyvalZone(KeyvalStore):
     def get(self, key: str | None = None) -> dict[str, str]:
         """All live pairs in insertion order, or ``{key: value}`` for one key (exact match)."""
         if key is None:
-            now = self.env.now
-            # the two tables hold the same keys in the same order (keyval_store)
-            return {p.key: p.value for p, e in zip(self._records.values(), self._entries.values(), strict=True)
-                    if now < e[EXPIRE_AT]}
+            return self.live_view()
         if not self._alive(key):
             raise KeyvalKeyNotFound(key)
         return {key: self._records[key].value}
@@ -442,8 +439,7 @@ class KeyvalZone(KeyvalStore):
 
     def snapshot(self) -> list[Pair]:
         """Every live pair, local and received, for a peer that just (re)connected."""
-        now = self.env.now
-        return [p for p, e in zip(self._records.values(), self._entries.values(), strict=True) if now < e[EXPIRE_AT]]
+        return self.snapshot_expiring()[0]
 
 
 __all__ = [

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.conf.config import KeyvalZoneConf
-from sim.zones.keyval_entry import EXPIRE_AT, INDEX, KEY, NEVER, NODE, Entry, Pair
+from sim.zones.keyval_entry import EXPIRE_AT, INDEX, KEY, NEVER, NODE, Entry, Pair, record_hash
 from sim.zones.keyval_errors import KeyvalStateError, KeyvalZoneFull
 from sim.zones.slabs import PAGE_SIZE, SLOT_SIZES, SlabPool, slot_size
 
@@ -267,7 +267,7 @@ class KeyvalStore:
         if w is not None and w.heap and w.heap[0][EXPIRE_AT] <= now:
             w.expire(self._entries, self._records, now)
         pair = Pair(key, value, timestamp, origin, WIRE_OVERHEAD + len(key.encode()) + len(value.encode()),
-                    hash((key, value, timestamp, origin)))
+                    record_hash(key, value, timestamp, origin))
         self._store_at(pair, NEVER if expire_at is None else expire_at, now, self._records.get(key))
 
     def _store_at(self, pair: Pair, expire_at: float, now: float, old_pair: Pair | None) -> None:
@@ -306,7 +306,7 @@ class KeyvalStore:
         entry: Entry = (expire_at, key, node, index)  # one boxed tuple, shared by the table and heaps
         entries[key] = entry
         self._records[key] = pair
-        self._used_bytes += allocation_cost(node_bytes) + (self._index_cost if index >= 0 else 0)
+        self._used_bytes += self._size(pair, index)
         if expire_at != NEVER:
             heapq.heappush(self._heap, entry)
             if len(self._heap) > 2 * len(entries) + 64:
