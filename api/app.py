@@ -8,7 +8,7 @@ layer doing what nginx does before the API module sees a request:
 
 * the path is normalised (duplicate slashes merged, a trailing slash added), so ``/x`` and
   ``/x/`` are one request and no redirect is ever sent;
-* the request becomes traffic on the node (:class:`ApiTraffic`): a client connection, a request
+* the request becomes traffic on the node (:class:`api.traffic.ApiTraffic`): a client connection, a request
   on a worker, the server zone and location zone of the API's server block and its
   ``limit_req``/``limit_conn``, through the node's own request path -- unless the caller did that
   already and says so with ``scope["nginx.counted"]`` (the live server, ``api/live/``, which
@@ -25,10 +25,8 @@ docs/api-server.md records the choices.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
-from functools import lru_cache
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -41,9 +39,10 @@ from sim.core.errors import SimError
 
 from . import render
 from . import versions as V
-from .deps import GATES, ApiState, NginxJSON, Plan, Resource, json_response, state_of
+from .deps import GATES, JSON_TYPE, ApiState, NginxJSON, Plan, Resource, json_response, state_of
 from .errors import ApiError, from_sim, html_page
 from .routers import http, keyvals, nginx, resolvers, stream, upstreams
+from .traffic import Access, ApiTraffic, response_head_bytes
 
 #: Resource routers in the order requests are matched against them (the most polled first).
 RESOURCES: list[Resource] = [
@@ -95,6 +94,7 @@ def create_app(node, *, write: bool | None = None, api_prefix: str | None = None
     app.add_middleware(NginxFront, state=state, get_table=table)
     if table is not None:
         app.fast_front = NginxFront(None, state, table)
+        app.answer_get = app.fast_front.answer_get
     return app
 
 
@@ -109,6 +109,9 @@ class ApiApp(FastAPI):
     """
 
     fast_front: NginxFront | None = None
+    #: :meth:`NginxFront.answer_get` of :attr:`fast_front`, for a server that counted the
+    #: request itself and wants the answer without ASGI messages (None without the fast path)
+    answer_get: Callable | None = None
 
     async def __call__(self, scope, receive, send):
         front = self.fast_front
@@ -135,13 +138,21 @@ async def _versions_endpoint(request: Request) -> Response:
 
 
 def _error_response(request: Request, err: ApiError) -> Response:
-    state: ApiState = state_of(request)
     scope = request.scope
+    if "nginx.state" not in scope:
+        scope["nginx.state"] = state_of(request)
+    return _error_of(scope, err)
+
+
+def _error_of(scope: dict, err: ApiError) -> Response:
+    """The NGINX error object for ``err``, for the request of ``scope`` (which holds the API
+    state under ``nginx.state``), in the codes of the version its path names."""
+    state: ApiState = scope["nginx.state"]
     path = scope.get("nginx.path", scope["path"])
     version = state.version_in_path(path)
     if version is not None:
         err = err.in_version(version)
-    body = state.error_body(err, path, scope.get("nginx.method", request.method), version)
+    body = state.error_body(err, path, scope.get("nginx.method", scope["method"]), version)
     return NginxJSON(body, status_code=err.status)
 
 
@@ -217,126 +228,6 @@ def _inside(prefix: str, path: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=1024)
-def _client_address(host: str):
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-class Access:
-    """``allow``/``deny`` rules of a location: the first rule matching the client decides."""
-
-    def __init__(self, rules):
-        self.rules = [
-            (r.action == "allow", None if r.cidr == "all" else ipaddress.ip_network(r.cidr, strict=False))
-            for r in rules
-        ]
-
-    def allows(self, host: str | None) -> bool:
-        if not self.rules:
-            return True
-        addr = _client_address(host) if host else None
-        for allow, net in self.rules:
-            if net is None or (addr is not None and addr.version == net.version and addr in net):
-                return allow
-        return True
-
-
-class ApiTicket:
-    """One API request in the node's books until :meth:`finish`."""
-
-    __slots__ = ("node", "conn", "req", "rejected")
-
-    def __init__(self, node, conn, req, rejected: bool):
-        self.node = node
-        self.conn = conn
-        self.req = req
-        self.rejected = rejected  # answered by limit_req/limit_conn before the API module
-
-    @property
-    def pid(self) -> int:
-        return self.conn.worker.pid
-
-    def finish(self, status: int, nbytes: int) -> None:
-        node = self.node
-        node.respond(self.req, status, nbytes)
-        node.close_conn(self.conn)
-
-
-class ApiTraffic:
-    """API requests as traffic on the node, through the node's own request path.
-
-    Each request opens a client connection (closed after the response: API clients are counted
-    as non-keepalive), then :meth:`sim.node.node.Node.handle` routes it to the API location, counting
-    the worker's request, the server and location zones and applying ``limit_conn`` and
-    ``limit_req``. The node hands a request reaching an ``api`` location to the request's own
-    ``api_handler``, here a recorder, so a request the node did not answer itself is ours to
-    answer. A request ``limit_req`` would delay is answered
-    at once (API requests never wait for simulated time; the zone still counts it as delayed).
-    Requests that would not reach the API location in the node's configuration are not counted.
-    """
-
-    def __init__(self, state: ApiState):
-        self.state = state
-        self._conf = None
-        self._target: tuple[str, int, str | None] | None = None
-
-    def _route_target(self, loc) -> tuple[str, int, str | None] | None:
-        """(host, port, listen address) that the node routes to the API's server block."""
-        node = self.state.node
-        if node.conf is self._conf:
-            return self._target
-        self._conf = node.conf
-        self._target = None
-        server = loc.server
-        names = [n for n in server.server_names if n and not n.startswith(("~", "*", ".")) and "*" not in n]
-        for listen in server.listens:
-            for host in [*names, ""]:
-                if node.router.server_for(host, listen.port, listen.address) == loc.server_index:
-                    self._target = (host, listen.port, listen.address)
-                    return self._target
-        return None
-
-    def begin(self, scope, uri: str) -> ApiTicket | None:
-        node = self.state.node
-        loc = self.state.api_location
-        if loc is None or not node.up:
-            return None
-        target = self._route_target(loc)
-        if target is None or node.router.location_for(loc.server_index, uri) is not loc.location:
-            return None
-        conn = node.open_conn(ssl=scope.get("scheme") == "https")
-        if conn is None:
-            return None
-        host, port, address = target
-        client = scope.get("client")
-        client_ip = client[0] if client else "127.0.0.1"
-        seen: list = []
-        req = node.handle(conn, uri, host, port, client_ip, _request_bytes(scope), method=scope["method"],
-                          listen_address=address, api_handler=seen.append)
-        if req is None:
-            node.close_conn(conn)
-            return None
-        return ApiTicket(node, conn, req, rejected=req.final and not seen)
-
-
-def _request_bytes(scope) -> int:
-    """Request line, headers and body as they came on the wire (the body by its Content-Length)."""
-    n = len(scope["method"]) + len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 13
-    body = 0
-    for name, value in scope.get("headers") or ():
-        n += len(name) + len(value) + 4
-        if name == b"content-length" and value.isdigit():
-            body = int(value)
-    return n + 2 + body
-
-
-def _response_head_bytes(message) -> int:
-    return 17 + sum(len(k) + len(v) + 4 for k, v in message.get("headers") or ()) + 2
-
-
 class GetTable:
     """Every GET endpoint by path segments, called without FastAPI's per-request machinery.
 
@@ -410,6 +301,15 @@ class NginxFront:
 
     def _handler(self, raw: str) -> _FastGet | None:
         """The GET table's handler for request path ``raw`` (as sent), or None."""
+        found = self._lookup(raw)
+        if found is None:
+            return None
+        fn, plan, params, path = found
+        return _FastGet(fn, plan, params.copy(), path)
+
+    def _lookup(self, raw: str) -> tuple | None:
+        """(handler, plan, path parameters, normalised path) of the GET table for request path
+        ``raw`` (as sent), or None; kept per path."""
         found = self._found.get(raw, _NOT_LOOKED_UP)
         if found is _NOT_LOOKED_UP:
             found = None
@@ -423,10 +323,33 @@ class NginxFront:
             if len(self._found) >= 1024:  # paths come from clients: keep a bounded number
                 self._found.clear()
             self._found[raw] = found
+        return found
+
+    async def answer_get(self, method: str, path: str, query_string: bytes, pid: int | None) -> tuple | None:
+        """The answer to a GET (or HEAD) of ``path`` (normalised by the server, as sent
+        otherwise) that the server counted already (``nginx.counted``, see :meth:`serve`) and
+        whose worker is ``pid``: (status, headers as ``(name, value)`` strings, body; for a HEAD
+        too, which the server sends without it), or None when the GET table does not know the
+        path or the method is another (the request then goes through the app).
+
+        The same handler, plan and errors as :meth:`serve` gives such a request, without the
+        ASGI messages: the live server (``api/live/``) answers the API's GETs through this."""
+        if method != "GET" and method != "HEAD":
+            return None
+        found = self._lookup(path)
         if found is None:
             return None
-        fn, plan, params, path = found
-        return _FastGet(fn, plan, params.copy(), path)
+        fn, plan, params, npath = found
+        scope = {"type": "http", "method": "GET", "path": npath, "query_string": query_string,
+                 "path_params": params.copy(), "endpoint": fn, "nginx.state": self.state, "nginx.path": path,
+                 "nginx.method": method, "nginx.pid": pid, "nginx.counted": True}
+        response = await _run_get(plan, scope)
+        headers = response.raw_headers
+        if len(headers) == 2 and headers[1] is JSON_TYPE:
+            return response.status_code, _JSON_HEADERS, response.body
+        return (response.status_code,
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in _DROPPED],
+                response.body)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -443,9 +366,11 @@ class NginxFront:
         scope["nginx.state"] = self.state
         scope["nginx.method"] = scope["method"]
         if scope["method"] == "HEAD":
-            # answered as GET without the body (the server sends no body to a HEAD anyway)
+            # answered as GET without the body; the live server (``nginx.counted``) leaves the
+            # body out itself and needs it for the Content-Length a HEAD answer carries
             scope["method"] = "GET"
-            send = _headless(send)
+            if not scope.get("nginx.counted"):
+                send = _headless(send)
         if fast is not None:
             scope["path"] = fast.path
             app = fast
@@ -492,7 +417,7 @@ class NginxFront:
             kind = message["type"]
             if kind == "http.response.start":
                 sent[0] = message["status"]
-                sent[1] += _response_head_bytes(message)
+                sent[1] += response_head_bytes(message)
             elif kind == "http.response.body" and not head:
                 sent[1] += len(message.get("body", b""))
             await send(message)
@@ -519,15 +444,25 @@ class _FastGet:
     async def __call__(self, scope, receive, send):
         scope["path_params"] = self.params
         scope["endpoint"] = self.fn
-        request = Request(scope, receive)
-        try:
-            response = await self.plan(request)
-        except ApiError as exc:
-            response = _error_response(request, exc)
-        except SimError as exc:
-            response = _error_response(request, from_sim(exc))
+        response = await _run_get(self.plan, scope)
         self.started = True
         await response(scope, receive, send)
+
+
+async def _run_get(plan: Plan, scope: dict) -> Response:
+    """The response of a GET handler run through its plan: what it returned, or the NGINX
+    error object for the error it raised."""
+    try:
+        return await plan.run(scope)
+    except ApiError as exc:
+        return _error_of(scope, exc)
+    except SimError as exc:
+        return _error_of(scope, from_sim(exc))
+
+
+#: The headers of the API's JSON answers, as :meth:`NginxFront.answer_get` gives them.
+_JSON_HEADERS = (("Content-Type", "application/json"),)
+_DROPPED = (b"content-length", b"connection", b"date", b"server")
 
 
 def _headless(send):
@@ -545,4 +480,4 @@ async def _send_page(send, status: int, version: str) -> int:
     headers = [(b"content-type", b"text/html"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    return _response_head_bytes({"headers": headers}) + len(body)
+    return response_head_bytes({"headers": headers}) + len(body)

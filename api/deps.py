@@ -20,6 +20,7 @@ from typing import Annotated, Any, get_origin
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi import params as fastapi_params
+from starlette.datastructures import QueryParams
 from starlette.responses import Response
 
 from sim.conf.config import LocationConf
@@ -44,12 +45,12 @@ class NginxJSON(Response):
             self.status_code = status_code
             self.background = background
             self.body = content
-            self.raw_headers = [(b"content-length", str(len(content)).encode()), _JSON_TYPE]
+            self.raw_headers = [(b"content-length", str(len(content)).encode()), JSON_TYPE]
             return
         super().__init__(content, status_code, headers, media_type, background)
 
 
-_JSON_TYPE = (b"content-type", b"application/json")
+JSON_TYPE = (b"content-type", b"application/json")
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
@@ -257,20 +258,20 @@ class Resource:
 
 
 class ApiRequest:
-    """One API request after its gate: the node, the version, and the Starlette request."""
+    """One API request after its gate: the node, the version, and the request's ASGI scope."""
 
-    __slots__ = ("state", "node", "version", "request")
+    __slots__ = ("state", "node", "version", "scope")
 
-    def __init__(self, state: ApiState, version: int, request: Request):
+    def __init__(self, state: ApiState, version: int, scope: dict):
         self.state = state
         self.node = state.node
         self.version = version
-        self.request = request
+        self.scope = scope
 
     @property
     def pid(self) -> int | None:
         """The worker that handled this request (set by the app's traffic accounting)."""
-        return self.request.scope.get("nginx.pid")
+        return self.scope.get("nginx.pid")
 
 
 def state_of(request: Request) -> ApiState:
@@ -281,9 +282,18 @@ def state_of(request: Request) -> ApiState:
 
 async def api_request(request: Request) -> ApiRequest:
     """Check version, endpoint, stream configuration and write mode, in nginx's order."""
-    state = state_of(request)
-    version = state.version(request.path_params["version"])
-    gate = GATES[request.scope["endpoint"]]
+    scope = request.scope
+    if "nginx.state" not in scope:
+        scope["nginx.state"] = request.app.state.nginx
+    return admit(scope)
+
+
+def admit(scope: dict) -> ApiRequest:
+    """What :func:`api_request` does, from the request's scope (which holds the API state under
+    ``nginx.state``, the path parameters and the endpoint): the form :class:`Plan` calls."""
+    state: ApiState = scope["nginx.state"]
+    version = state.version(scope["path_params"]["version"])
+    gate = GATES[scope["endpoint"]]
     if not gate.exists_in(version):
         raise ApiError("PathNotFound")
     if gate.stream:
@@ -294,7 +304,7 @@ async def api_request(request: Request) -> ApiRequest:
             raise ApiError(V.not_configured_error(version, "zone_sync"))
     if gate.method != "GET" and not state.write:
         raise ApiError("MethodDisabled")
-    return ApiRequest(state, version, request)
+    return ApiRequest(state, version, scope)
 
 
 ApiDep = Annotated[ApiRequest, Depends(api_request)]
@@ -457,7 +467,11 @@ class Plan:
     used here (``Annotated[..., Depends(f)]``, a ``Request``, path parameters by name, optional
     string query parameters), each dependency once per request. The dependency tree is laid
     out once, here, as a list of calls in the order FastAPI makes them (depth first, in
-    parameter order), each call's arguments naming the earlier results it takes.
+    parameter order), each call's arguments naming the earlier results it takes; that list is
+    then written out as one coroutine function (:attr:`run`), so a request pays for the calls
+    themselves and nothing else. A dependency with a form that reads the scope
+    (:data:`SCOPE_FORMS`: :func:`api_request` as :func:`admit`) is called in that form, and a
+    Starlette ``Request`` is only built for a function that declares one.
     """
 
     def __init__(self, fn: Callable, path_params: frozenset[str]):
@@ -479,12 +493,21 @@ class Plan:
                 self.params.append((name, "query", default))
         #: (function, its arguments in signature order as (kind, detail)): for a dependency,
         #: detail is the index of the call whose result it takes; for a path parameter, its
-        #: name; for a query parameter, (name, default); for the request, None. Every handler
-        #: and dependency here takes its parameters positionally (checked below).
+        #: name; for a query parameter, (name, default); for the request, None; for a function
+        #: called in its scope form (kind _SCOPE, no arguments), None. Every handler and
+        #: dependency here takes its parameters positionally (checked below).
         self.calls: list[tuple[Callable, tuple[tuple[int, Any], ...]]] = []
         self._lay_out(self, {})
+        #: ``await run(scope)``: the handler's result for a request whose scope holds
+        #: ``path_params`` (and ``query_string``, ``endpoint``, ``nginx.state``)
+        self.run: Callable[[dict], Any] = self._write_out()
 
     def _lay_out(self, plan: Plan, index: dict[Callable, int]) -> int:
+        scope_form = SCOPE_FORMS.get(plan.fn)
+        if scope_form is not None:
+            index[plan.fn] = len(self.calls)
+            self.calls.append((scope_form, ((_SCOPE, None),)))
+            return index[plan.fn]
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         kinds = [p.kind for p in inspect.signature(plan.fn).parameters.values()]
         if any(k not in positional for k in kinds):
@@ -504,26 +527,49 @@ class Plan:
         self.calls.append((plan.fn, tuple(args)))
         return index[plan.fn]
 
-    async def __call__(self, request: Request) -> Any:
-        scope = request.scope
-        path_params = scope["path_params"]
-        # most requests have no query string: skip parsing one
-        query = request.query_params if scope.get("query_string") else None
-        results: list[Any] = []
-        for fn, args in self.calls:
+    def _write_out(self) -> Callable[[dict], Any]:
+        """:attr:`calls` as the source of one coroutine function, compiled once per plan.
+
+        The source is made only of names chosen here (``r0``, ``f1``, ``d2``) and string
+        literals of parameter names, written with ``repr``."""
+        names: dict[str, Any] = {"QueryParams": QueryParams, "Request": Request}
+        body: list[str] = []
+        kinds = {kind for _, args in self.calls for kind, _ in args}
+        if _PATH in kinds:
+            body.append('path = scope["path_params"]')
+        if _QUERY in kinds:
+            body.append('qs = scope.get("query_string")')
+            body.append("query = QueryParams(qs) if qs else None")
+        if _REQUEST in kinds:
+            body.append("request = Request(scope)")
+        for i, (fn, args) in enumerate(self.calls):
+            names[f"f{i}"] = fn
             argv = []
-            for kind, extra in args:
-                if kind == _DEP:
-                    argv.append(results[extra])
+            for j, (kind, extra) in enumerate(args):
+                if kind == _SCOPE:
+                    argv.append("scope")
+                elif kind == _DEP:
+                    argv.append(f"r{extra}")
                 elif kind == _PATH:
-                    argv.append(path_params[extra])
+                    argv.append(f"path[{extra!r}]")
                 elif kind == _QUERY:
-                    argv.append(extra[1] if query is None else query.get(extra[0], extra[1]))
+                    names[f"d{i}_{j}"] = extra[1]
+                    argv.append(f"(d{i}_{j} if query is None else query.get({extra[0]!r}, d{i}_{j}))")
                 else:
-                    argv.append(request)
-            results.append(await fn(*argv))
-        return results[-1]
+                    argv.append("request")
+            call = f"f{i}({', '.join(argv)})"
+            if inspect.iscoroutinefunction(fn):
+                call = "await " + call
+            body.append(f"r{i} = {call}")
+        body.append(f"return r{len(self.calls) - 1}")
+        source = "async def run(scope):\n" + "".join(f"    {line}\n" for line in body)
+        exec(compile(source, f"<plan of {self.fn.__qualname__}>", "exec"), names)
+        return names["run"]
 
 
 #: kinds of a :class:`Plan` call's arguments
-_DEP, _PATH, _QUERY, _REQUEST = 0, 1, 2, 3
+_DEP, _PATH, _QUERY, _REQUEST, _SCOPE = 0, 1, 2, 3, 4
+
+#: Dependencies :class:`Plan` calls in a form that reads the request's scope (plain functions,
+#: no Starlette ``Request`` built for them): the same checks, in the same order.
+SCOPE_FORMS: dict[Callable, Callable] = {api_request: admit}

@@ -53,13 +53,18 @@ async def call_asgi(app, proto: HttpConnection, req: HttpRequest, server: tuple[
         nonlocal status, headers
         if message["type"] == "http.response.start":
             status = message["status"]
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", ())
+            headers = [(_header_name(k), v.decode("latin-1")) for k, v in message.get("headers", ())
                        if k.lower() not in (b"content-length", b"connection", b"date", b"server")]
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
     return status, headers, b"".join(chunks)
+
+
+def _header_name(raw: bytes) -> str:
+    """A header name as nginx spells it on the wire (``Content-Type``; ASGI apps send lower case)."""
+    return "-".join(word.capitalize() for word in raw.decode("latin-1").split("-"))
 
 
 class _AsgiHandler:

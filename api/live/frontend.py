@@ -309,10 +309,18 @@ class NodeFrontend:
         self.pacer.catch_up()
         app = self.live.api_app(self.node)
         proto = pending.proto
-        extra = {"nginx.pid": sim.worker.pid if sim.worker is not None else None, "nginx.counted": True}
+        req = pending.req
+        pid = sim.worker.pid if sim.worker is not None else None
         try:
-            status, headers, body = await call_asgi(app, proto, pending.req,
-                                                    (proto.binding.bind_address, proto.binding.bind_port), extra)
+            # the app's GETs without ASGI messages where it offers that (api.app.ApiApp.answer_get)
+            answer_get = getattr(app, "answer_get", None)
+            answer = None
+            if answer_get is not None:
+                answer = await answer_get(req.method, req.path, req.target.partition("?")[2].encode("latin-1"), pid)
+            if answer is None:
+                answer = await call_asgi(app, proto, req, (proto.binding.bind_address, proto.binding.bind_port),
+                                         {"nginx.pid": pid, "nginx.counted": True})
+            status, headers, body = answer
         except Exception:
             import traceback
 
@@ -320,7 +328,8 @@ class NodeFrontend:
             status, headers, body = 500, [("Content-Type", "text/html")], error_page(500)
         pending.body, pending.headers = body, headers
         if not sim.final:
-            self.node.respond(sim, status, len(body))
+            # a HEAD answer has the body's Content-Length but not the body
+            self.node.respond(sim, status, 0 if req.method == "HEAD" else len(body))
 
     def _static(self, loc, req: HttpRequest) -> tuple[int, list, bytes]:
         """A file from disk under ``root``/``alias``, as nginx maps the URI to a path."""

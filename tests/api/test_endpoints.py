@@ -371,6 +371,48 @@ def test_the_get_fast_path_answers_exactly_what_fastapi_answers(version):
         assert ja == jb, path
 
 
+class _Client:
+    client_ip, client_port = "127.0.0.1", 40000
+
+
+@pytest.mark.parametrize("version", [3, 9])
+def test_answer_get_gives_the_live_server_what_the_app_answers(version):
+    """The live server takes a GET it counted to ``ApiApp.answer_get``; anything it does not
+    know there goes through the app as ASGI (``call_asgi``). Both give the same status, headers
+    and body for every GET endpoint and the errors around them."""
+    import asyncio
+
+    from api.live.asgi import call_asgi
+    from api.live.request import HttpRequest
+
+    _, node = build(FULL, 1500)
+    app = create_app(node, api_prefix="/status")
+    paths = [concrete(ep.path, 0) for ep in V.endpoints_for(version) if ep.method == "GET"]
+    paths += ["/nope/", "/http/upstreams/static_one/", "/http/upstreams/nope/servers/x/", "/workers/7/",
+              "/http/keyvals/kv/?key=missing", "/nginx?fields=version", "/stream/zone_sync/"]
+    known = 0
+
+    async def both(target: str):
+        path, _, query = target.partition("?")
+        direct = await app.answer_get("GET", path, query.encode(), 4242)
+        req = HttpRequest("GET", target, "HTTP/1.1", [(b"host", b"node1")], True)
+        req.path = path
+        through = await call_asgi(app, _Client(), req, ("127.0.0.1", 80), {"nginx.pid": 4242, "nginx.counted": True})
+        return direct, through
+
+    for path in paths:
+        direct, through = asyncio.run(both(f"/status/{version}{path}"))
+        if direct is None:
+            continue  # not in the GET table: the live server asks the app
+        known += 1
+        assert (direct[0], list(direct[1])) == (through[0], through[1]), path
+        ja, jb = json.loads(direct[2]), json.loads(through[2])
+        if isinstance(ja, dict) and "error" in ja:
+            assert ja.pop("request_id") != jb.pop("request_id"), path  # one drawn per answer
+        assert ja == jb, path
+    assert known >= len(paths) - 2  # all but the paths outside any endpoint's template
+
+
 # --------------------------------------------------------------------------------------------------
 # node_state and the render module
 

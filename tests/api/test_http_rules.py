@@ -288,6 +288,25 @@ def test_a_large_body_for_the_api_gets_the_api_error_object():
     serve(t)
 
 
+def test_api_gets_errors_and_heads_on_the_wire_are_nginx_s():
+    async def t(live):
+        get = b"GET /api/9/http/upstreams/backend HTTP/1.1\r\nHost: a\r\n\r\n"
+        miss = b"GET /api/9/http/upstreams/nope HTTP/1.1\r\nHost: a\r\n\r\n"
+        head = b"HEAD /api/9/http/upstreams/backend HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        data = await talk(addr(live, 8080), get + miss + head)
+        first, rest = data.split(b"\r\n\r\n", 1)
+        assert b"\r\nContent-Type: application/json\r\n" in first  # spelled as nginx spells it
+        (s1, h1, b1), (s2, h2, b2) = responses(first + b"\r\n\r\n" + rest.rsplit(b"HTTP/1.1 ", 1)[0])
+        assert (s1, [p["server"] for p in json.loads(b1)["peers"]]) == (200, ["10.0.0.1:80"])
+        assert (s2, json.loads(b2)["error"]["code"]) == (404, "UpstreamNotFound")
+        last = b"HTTP/1.1 " + rest.rsplit(b"HTTP/1.1 ", 1)[1]
+        head_lines, _, after = last.partition(b"\r\n\r\n")
+        assert head_lines.startswith(b"HTTP/1.1 200") and after == b""  # no body to a HEAD
+        assert b"\r\nContent-Length: %d\r\n" % len(b1) in head_lines  # the GET's length
+
+    serve(t)
+
+
 # --- timeouts and keep-alive ---------------------------------------------------------------------
 
 
