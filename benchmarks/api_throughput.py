@@ -18,14 +18,17 @@ upstream under traffic costs.
 paced by the wall clock) while the load generator also sends ``--traffic`` (1,000) data-plane
 requests per second through the 32-peer upstream, so its counters change between reads; the
 baseline is the bare app behind the same live server and the same traffic (the node's API app
-replaced by it), so the ratio is the API's own cost. The goal there is at least 0.8.
+replaced by it), so the ratio is the API's own cost. The goal there is at least 0.8. The live
+server hands the API's GETs to ``ApiApp.answer_get`` (no ASGI messages) and the bare app's to
+ASGI; ``--floor direct`` gives the bare app that same interface too, so the ratio is then the
+API's cost above the very least the live server can do for a GET.
 
 Each round also prints the server's CPU time per request (from ``/proc``, Linux), and the
 median ratio of those: on a machine shared with other work the rates move with the other
 processes' load far more than the CPU times do.
 
     python benchmarks/api_throughput.py [--seconds 3] [--rounds 3] [--connections 16] [--port 18089]
-                                        [--rerender] [--with-traffic [--traffic 1000]]
+                                        [--rerender] [--with-traffic [--traffic 1000] [--floor asgi|direct]]
 
 Not a test: timings depend on the machine, so nothing in the test suite runs this.
 """
@@ -131,6 +134,19 @@ def bare_app(body: bytes):
     return app
 
 
+def bare_direct_app(body: bytes):
+    """:func:`bare_app`, also answering the live server's GETs without ASGI messages (the
+    interface of ``api.app.ApiApp.answer_get``)."""
+    app = bare_app(body)
+    headers = (("Content-Type", "application/json"),)
+
+    async def answer_get(method, path, query_string, pid):
+        return 200, headers, body
+
+    app.answer_get = answer_get
+    return app
+
+
 # --------------------------------------------------------------------------------------------------
 # Server and load generator processes
 
@@ -142,9 +158,10 @@ def serve_live(kind: str, port: int) -> None:
     from api.live import serve as live_serve
 
     factory = None
-    if kind == "live-bare":
+    if kind in ("live-bare", "live-bare-direct"):
         body = body_bytes()
-        factory = lambda node: bare_app(body)  # noqa: E731
+        make = bare_app if kind == "live-bare" else bare_direct_app
+        factory = lambda node: make(body)  # noqa: E731
     live = LiveCluster(build_cluster(port), port_offset=0, control_port=0, api_app_factory=factory)
     asyncio.run(live_serve(live, asyncio.Event()))
 
@@ -311,7 +328,10 @@ def main() -> None:
     parser.add_argument("--with-traffic", action="store_true",
                         help="serve live, with data-plane traffic through the upstream")
     parser.add_argument("--traffic", type=float, default=1000.0, help="--with-traffic: data-plane requests/s")
-    parser.add_argument("--serve", choices=("api", "api-rerender", "bare", "live-api", "live-bare"),
+    parser.add_argument("--floor", choices=("asgi", "direct"), default="asgi",
+                        help="--with-traffic: the bare app answers as ASGI, or as directly as the API's GETs")
+    parser.add_argument("--serve", choices=("api", "api-rerender", "bare", "live-api", "live-bare",
+                                            "live-bare-direct"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -322,7 +342,8 @@ def main() -> None:
         load(args.port, PATH, args.connections, args.seconds, args.traffic)
         return
     if args.with_traffic:
-        pairs = measure("live-api", args.port, args.connections, args.seconds, args.rounds, "live-bare",
+        bare_kind = "live-bare" if args.floor == "asgi" else "live-bare-direct"
+        pairs = measure("live-api", args.port, args.connections, args.seconds, args.rounds, bare_kind,
                         args.traffic)
         label, goal = f"served live, {args.traffic:g} data-plane requests/s through it", 0.8
     else:
@@ -340,7 +361,8 @@ def main() -> None:
     ratios = sorted(api.rate / bare.rate for api, bare in pairs)
     print(f"clustersim API ({PEERS} peers, {label}): {statistics.median(a.rate for a, _ in pairs):10.1f} req/s "
           "(median)")
-    print(f"bare ASGI, same bytes: {statistics.median(b.rate for _, b in pairs):10.1f} req/s (median)")
+    floor = "bare app answering directly" if args.with_traffic and args.floor == "direct" else "bare ASGI"
+    print(f"{floor}, same bytes: {statistics.median(b.rate for _, b in pairs):10.1f} req/s (median)")
     print(f"ratio: {statistics.median(ratios):.2f} (median of the rounds; goal >= {goal})")
     if all(a.cpu_us is not None and b.cpu_us is not None for a, b in pairs):
         cpu_ratios = [b.cpu_us / a.cpu_us for a, b in pairs if a.cpu_us]
