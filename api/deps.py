@@ -474,7 +474,7 @@ class Plan:
     Starlette ``Request`` is only built for a function that declares one.
     """
 
-    def __init__(self, fn: Callable, path_params: frozenset[str]):
+    def __init__(self, fn: Callable, path_params: frozenset[str], *, nested: bool = False):
         self.fn = fn
         self.params: list[tuple[str, str, Any]] = []
         for name, param in inspect.signature(fn, eval_str=True).parameters.items():
@@ -483,7 +483,7 @@ class Plan:
             if get_origin(ann) is Annotated:
                 dep = next((m for m in ann.__metadata__ if isinstance(m, fastapi_params.Depends)), None)
             if dep is not None:
-                self.params.append((name, "dep", Plan(dep.dependency, path_params)))
+                self.params.append((name, "dep", Plan(dep.dependency, path_params, nested=True)))
             elif ann is Request:
                 self.params.append((name, "request", None))
             elif name in path_params:
@@ -497,6 +497,8 @@ class Plan:
         #: called in its scope form (kind _SCOPE, no arguments), None. Every handler and
         #: dependency here takes its parameters positionally (checked below).
         self.calls: list[tuple[Callable, tuple[tuple[int, Any], ...]]] = []
+        if nested:  # a dependency's plan: laid out as part of the handler's
+            return
         self._lay_out(self, {})
         #: ``await run(scope)``: the handler's result for a request whose scope holds
         #: ``path_params`` (and ``query_string``, ``endpoint``, ``nginx.state``)
