@@ -39,7 +39,7 @@ from sim.core.errors import SimError
 
 from . import render
 from . import versions as V
-from .deps import GATES, JSON_TYPE, ApiState, NginxJSON, Plan, Resource, json_response, state_of
+from .deps import GATES, JSON_TYPE, ApiState, NginxJSON, Plan, Resource, json_response, state_of, wire_headers
 from .errors import ApiError, from_sim, html_page
 from .routers import http, keyvals, nginx, resolvers, stream, upstreams
 from .traffic import Access, ApiTraffic, response_head_bytes
@@ -138,10 +138,8 @@ async def _versions_endpoint(request: Request) -> Response:
 
 
 def _error_response(request: Request, err: ApiError) -> Response:
-    scope = request.scope
-    if "nginx.state" not in scope:
-        scope["nginx.state"] = state_of(request)
-    return _error_of(scope, err)
+    state_of(request)
+    return _error_of(request.scope, err)
 
 
 def _error_of(scope: dict, err: ApiError) -> Response:
@@ -347,9 +345,7 @@ class NginxFront:
         headers = response.raw_headers
         if len(headers) == 2 and headers[1] is JSON_TYPE:
             return response.status_code, _JSON_HEADERS, response.body
-        return (response.status_code,
-                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k.lower() not in _DROPPED],
-                response.body)
+        return response.status_code, wire_headers(headers), response.body
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -462,7 +458,6 @@ async def _run_get(plan: Plan, scope: dict) -> Response:
 
 #: The headers of the API's JSON answers, as :meth:`NginxFront.answer_get` gives them.
 _JSON_HEADERS = (("Content-Type", "application/json"),)
-_DROPPED = (b"content-length", b"connection", b"date", b"server")
 
 
 def _headless(send):

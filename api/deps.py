@@ -52,6 +52,16 @@ class NginxJSON(Response):
 
 JSON_TYPE = (b"content-type", b"application/json")
 
+#: Headers of an ASGI answer the live server writes itself (from the body and the connection).
+_SERVER_WRITES = (b"content-length", b"connection", b"date", b"server")
+
+
+def wire_headers(raw) -> list[tuple[str, str]]:
+    """An ASGI answer's headers (lower-case byte pairs) as the live server writes them: names
+    spelled as nginx spells them (``Content-Type``), without those it writes itself."""
+    return [("-".join(w.capitalize() for w in k.decode("latin-1").split("-")), v.decode("latin-1"))
+            for k, v in raw if k.lower() not in _SERVER_WRITES]
+
 
 def json_response(obj: Any, status: int = 200) -> Response:
     return NginxJSON(orjson.dumps(obj), status_code=status)
@@ -275,17 +285,19 @@ class ApiRequest:
 
 
 def state_of(request: Request) -> ApiState:
-    """The node's API state (put in the scope by the app's front layer)."""
-    state = request.scope.get("nginx.state")
-    return state if state is not None else request.app.state.nginx
+    """The node's API state (put in the scope by the app's front layer; put there now when a
+    request reached a handler another way)."""
+    scope = request.scope
+    state = scope.get("nginx.state")
+    if state is None:
+        state = scope["nginx.state"] = request.app.state.nginx
+    return state
 
 
 async def api_request(request: Request) -> ApiRequest:
     """Check version, endpoint, stream configuration and write mode, in nginx's order."""
-    scope = request.scope
-    if "nginx.state" not in scope:
-        scope["nginx.state"] = request.app.state.nginx
-    return admit(scope)
+    state_of(request)
+    return admit(request.scope)
 
 
 def admit(scope: dict) -> ApiRequest:

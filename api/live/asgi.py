@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+from api.deps import wire_headers
 from api.live.http import HttpConnection, HttpRequest
 from sim.conf.config import ClientConf
 
@@ -53,18 +54,12 @@ async def call_asgi(app, proto: HttpConnection, req: HttpRequest, server: tuple[
         nonlocal status, headers
         if message["type"] == "http.response.start":
             status = message["status"]
-            headers = [(_header_name(k), v.decode("latin-1")) for k, v in message.get("headers", ())
-                       if k.lower() not in (b"content-length", b"connection", b"date", b"server")]
+            headers = wire_headers(message.get("headers", ()))
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
     return status, headers, b"".join(chunks)
-
-
-def _header_name(raw: bytes) -> str:
-    """A header name as nginx spells it on the wire (``Content-Type``; ASGI apps send lower case)."""
-    return "-".join(word.capitalize() for word in raw.decode("latin-1").split("-"))
 
 
 class _AsgiHandler:

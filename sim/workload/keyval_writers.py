@@ -16,7 +16,9 @@ touches every key once); a share of the writes to present keys can be deletes. V
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -133,7 +135,7 @@ class _Driver:
                                  exp=Batched(rng.standard_exponential, 1024))
         n = max(1, spec.keys)
         if spec.order == "cycle":
-            self._key = _Cycle(n)
+            self._key = partial(next, itertools.cycle(range(n)))  # 0, 1, ..., n - 1, 0, ...
         elif spec.zipf:
             probs = np.arange(1, n + 1, dtype=float) ** (-spec.zipf)
             probs = probs / probs.sum()
@@ -158,19 +160,6 @@ class _Driver:
         if len(value) < spec.value_bytes:
             value = value.ljust(spec.value_bytes, ".")
         self.client.set(self.node_name, key, value)
-
-
-class _Cycle:
-    """Key numbers 0, 1, ..., n - 1, then 0 again."""
-
-    def __init__(self, n: int):
-        self.n = n
-        self.next = 0
-
-    def __call__(self) -> int:
-        k = self.next
-        self.next = (k + 1) % self.n
-        return k
 
 
 class KeyvalWriters:
